@@ -1,0 +1,140 @@
+//! The normalised event every parser produces and every later stage consumes.
+//!
+//! Field names follow the Elastic Common Schema (ECS) so that events line up with the peer
+//! fixtures in `shared/data/peer` and with any tool an operator already knows. The struct is
+//! flat; `serde` writes the dotted ECS names (`source.ip`, `http.response.status_code`, ...).
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A stable, deterministic identifier of an event: the source id and the position of the
+/// record in that source (`"apache-main:4096"`), or a content hash where a source has no
+/// position. Re-delivering the same record yields the same id, which makes every durable
+/// write idempotent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub String);
+
+impl EventId {
+    /// The id of the record at `position` (byte offset or sequence number) of `source`.
+    pub fn at(source: &str, position: u64) -> Self {
+        EventId(format!("{source}:{position}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What kind of thing an event describes (ECS `event.category`, reduced to what Vigie uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// An HTTP request served by the ENT (Apache / Nginx access log).
+    #[default]
+    Web,
+    /// A packet or connection decision by a firewall.
+    Network,
+    /// A web server's error log or another diagnostic message.
+    Diagnostic,
+}
+
+/// One normalised event.
+///
+/// Every field but the identity, the time and the original line is optional: parsers fill
+/// what their format carries and leave the rest `None`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Event {
+    /// Deterministic id (see [`EventId`]); empty only before a source assigns it.
+    #[serde(rename = "event.id")]
+    pub id: EventId,
+    /// The instant the event happened, in UTC.
+    #[serde(rename = "@timestamp")]
+    pub timestamp: Timestamp,
+    /// The UTC offset the source wrote the time with, in seconds (Apache `%t` carries one,
+    /// Stormshield writes `tz=`). Kept because the law asks for an unambiguous time zone.
+    #[serde(rename = "event.timezone_offset_seconds", skip_serializing_if = "Option::is_none", default)]
+    pub utc_offset_seconds: Option<i32>,
+    /// The parser that produced the event: `apache.access`, `nginx.access`, `iptables.log`...
+    #[serde(rename = "event.dataset")]
+    pub dataset: String,
+    #[serde(rename = "event.category")]
+    pub category: Category,
+    /// The firewall's decision (`block`, `pass`), or the operation for application events.
+    #[serde(rename = "event.action", skip_serializing_if = "Option::is_none", default)]
+    pub action: Option<String>,
+    /// Duration of the request or connection, in nanoseconds (ECS convention).
+    #[serde(rename = "event.duration", skip_serializing_if = "Option::is_none", default)]
+    pub duration_ns: Option<u64>,
+
+    #[serde(rename = "source.ip", skip_serializing_if = "Option::is_none", default)]
+    pub source_ip: Option<IpAddr>,
+    #[serde(rename = "source.port", skip_serializing_if = "Option::is_none", default)]
+    pub source_port: Option<u16>,
+    #[serde(rename = "destination.ip", skip_serializing_if = "Option::is_none", default)]
+    pub destination_ip: Option<IpAddr>,
+    #[serde(rename = "destination.port", skip_serializing_if = "Option::is_none", default)]
+    pub destination_port: Option<u16>,
+    /// `tcp`, `udp`, `icmp`, ...
+    #[serde(rename = "network.transport", skip_serializing_if = "Option::is_none", default)]
+    pub transport: Option<String>,
+    /// Bytes sent by the source (request size, or firewall `sent`).
+    #[serde(rename = "source.bytes", skip_serializing_if = "Option::is_none", default)]
+    pub source_bytes: Option<u64>,
+    /// Bytes sent to the source (response body size, or firewall `rcvd`).
+    #[serde(rename = "destination.bytes", skip_serializing_if = "Option::is_none", default)]
+    pub destination_bytes: Option<u64>,
+
+    /// The authenticated account, if the log carries one.
+    #[serde(rename = "user.name", skip_serializing_if = "Option::is_none", default)]
+    pub user_name: Option<String>,
+
+    #[serde(rename = "http.request.method", skip_serializing_if = "Option::is_none", default)]
+    pub http_method: Option<String>,
+    #[serde(rename = "http.version", skip_serializing_if = "Option::is_none", default)]
+    pub http_version: Option<String>,
+    #[serde(rename = "http.response.status_code", skip_serializing_if = "Option::is_none", default)]
+    pub http_status: Option<u16>,
+    #[serde(rename = "http.request.referrer", skip_serializing_if = "Option::is_none", default)]
+    pub http_referrer: Option<String>,
+    /// The request path, exactly as logged (still percent-encoded).
+    #[serde(rename = "url.path", skip_serializing_if = "Option::is_none", default)]
+    pub url_path: Option<String>,
+    /// The query string without the leading `?`.
+    #[serde(rename = "url.query", skip_serializing_if = "Option::is_none", default)]
+    pub url_query: Option<String>,
+    #[serde(rename = "user_agent.original", skip_serializing_if = "Option::is_none", default)]
+    pub user_agent: Option<String>,
+
+    /// The machine that wrote the log (web server vhost or firewall name).
+    #[serde(rename = "observer.hostname", skip_serializing_if = "Option::is_none", default)]
+    pub observer_hostname: Option<String>,
+    /// Firewall ingress interface.
+    #[serde(rename = "observer.ingress.interface.name", skip_serializing_if = "Option::is_none", default)]
+    pub observer_ingress_interface: Option<String>,
+    /// Firewall rule name or number, or log prefix.
+    #[serde(rename = "rule.name", skip_serializing_if = "Option::is_none", default)]
+    pub rule_name: Option<String>,
+    /// Severity or level written by the source (error logs, syslog).
+    #[serde(rename = "log.level", skip_serializing_if = "Option::is_none", default)]
+    pub log_level: Option<String>,
+    /// Free-text message (error logs).
+    #[serde(rename = "message", skip_serializing_if = "Option::is_none", default)]
+    pub message: Option<String>,
+
+    /// The UAI code of the school the client belongs to (enrichment).
+    #[serde(rename = "organization.id", skip_serializing_if = "Option::is_none", default)]
+    pub school_uai: Option<String>,
+
+    /// The raw line as read, for evidence and re-parsing.
+    #[serde(rename = "event.original")]
+    pub original: String,
+}
