@@ -1,1 +1,231 @@
-fn main() {}
+//! `vigie`: one binary that collects, analyzes, alerts, archives and shows. This file only
+//! parses the command line and wires the crates; the work is done in the libraries.
+
+mod config;
+mod datadir;
+mod demo;
+mod demo_rules {
+    //! The default rule files, embedded at build time by build.rs.
+    include!(concat!(env!("OUT_DIR"), "/demo_rules.rs"));
+}
+mod pipeline;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Vigie watches a school district's ENT and the firewall in front of it: it collects the
+/// logs and metrics, detects attacks and outages, emails on-call and the school directors,
+/// keeps connection logs for one year for legal requisitions, and shows it all.
+#[derive(Debug, Parser)]
+#[command(name = "vigie", version, about, max_term_width = 100)]
+#[command(after_help = "Start with `vigie demo` and open the URL it prints.")]
+struct Cli {
+    /// Log filter for Vigie's own log (`info`, `debug`, `vigie=debug,tantivy=warn`); RUST_LOG wins.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Vigie's own log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole stack from one configuration file.
+    #[command(after_help = "Example:\n  vigie run --config /etc/vigie/vigie.toml")]
+    Run {
+        /// The TOML configuration (see config/vigie.example.toml).
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run the whole stack in one process on generated ENT traffic: 188 schools, an attack
+    /// burst and an outage every ten minutes. Nothing else to install.
+    #[command(after_help = "Examples:\n  vigie demo\n  vigie demo --listen 127.0.0.1:9000 --data /tmp/vigie-demo --for 2m\n  vigie demo --smtp 127.0.0.1:2525")]
+    Demo {
+        /// Address of the web interface.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: String,
+        /// Data directory (created if needed).
+        #[arg(long, default_value = "vigie-demo-data", value_name = "DIR")]
+        data: PathBuf,
+        /// Stop by itself, cleanly, after this long (`90s`, `5m`); default: until Ctrl-C.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration_arg)]
+        run_for: Option<Duration>,
+        /// Send emails to this SMTP server (`HOST:PORT`) instead of .eml files in DIR/outbox.
+        #[arg(long, value_name = "HOST:PORT")]
+        smtp: Option<String>,
+        /// Generated web requests per second (firewall lines are a tenth of that).
+        #[arg(long, default_value_t = 200, value_name = "N")]
+        rate: u32,
+    },
+    /// Inspect the legal connection archive.
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
+    /// Validate a configuration file and print every problem with file:line:column.
+    #[command(after_help = "Exit status: 0 when valid, 2 when not.\n\nExample:\n  vigie check-config /etc/vigie/vigie.toml")]
+    CheckConfig {
+        /// The TOML configuration to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ArchiveCommand {
+    /// Print, as JSON, the archive's days, document counts and duplicate ids (which must be 0).
+    #[command(after_help = "Example:\n  vigie archive stats --data /var/lib/vigie")]
+    Stats {
+        /// The data directory (the archive is in its archive/ folder).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    config::parse_duration(s).map_err(|e| format!("{e}; write it like 90s, 5m or 1h"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.log_json;
+    let level = cli.log_level.clone();
+    match cli.command {
+        Command::CheckConfig { file } => match config::load(&file) {
+            Ok(config) => {
+                println!(
+                    "{}: valid ({} source{}, data in {})",
+                    file.display(),
+                    config.sources.len(),
+                    if config.sources.len() == 1 { "" } else { "s" },
+                    config.data_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprint!("{errors}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Archive(ArchiveCommand::Stats { data }) => report((|| {
+            let archive = retention::Archive::open(&data.join("archive"))
+                .with_context(|| format!("opening the archive in {}", data.display()))?;
+            let stats = archive.stats().context("reading the archive")?;
+            let days: Vec<_> = stats
+                .days
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "day": d.day.to_string(),
+                        "documents": d.documents,
+                        "first": d.first.map(|t| t.to_string()),
+                        "last": d.last.map(|t| t.to_string()),
+                    })
+                })
+                .collect();
+            let json = serde_json::json!({
+                "documents": stats.total_documents,
+                "duplicate_ids": stats.duplicate_event_ids,
+                "days": days,
+            });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            Ok(())
+        })()),
+        Command::Run { config: file } => {
+            let config = match config::load(&file) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprint!("{errors}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(level.as_deref().unwrap_or(&config.log.level), json || config.log.format == config::LogFormat::Json);
+            report(run_stack(config, None, |addr| {
+                tracing::info!(url = %format!("http://{addr}/"), "vigie is running");
+            }))
+        }
+        Command::Demo { listen, data, run_for, smtp, rate } => {
+            init_logging(level.as_deref().unwrap_or("info"), json);
+            let config = match demo::config(&listen, &data, smtp.as_deref(), rate) {
+                Ok(c) => c,
+                Err(e) => return report(Err(e)),
+            };
+            report(run_stack(config, run_for, |addr| demo::banner(addr, &data)))
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigie: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run_stack(
+    config: config::Config,
+    run_for: Option<Duration>,
+    banner: impl FnOnce(&std::net::SocketAddr),
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let data = datadir::DataDir::open(&config.data_dir)?;
+        let shutdown = CancellationToken::new();
+        {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal(run_for).await;
+                shutdown.cancel();
+            });
+        }
+        let summary = pipeline::run(config, data, shutdown, banner).await?;
+        if summary.failures.is_empty() {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        } else {
+            anyhow::bail!("stopped after a failure: {}", summary.failures.join("; "))
+        }
+    })
+}
+
+async fn wait_for_signal(run_for: Option<Duration>) {
+    let timer = async {
+        match run_for {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let sigterm = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = timer => tracing::info!("run time elapsed"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        () = sigterm => tracing::info!("terminated"),
+    }
+}

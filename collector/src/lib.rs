@@ -1,10 +1,17 @@
 //! What was observed: sources, parsers and the normalised event every later stage consumes.
 
+mod deadletter;
 mod event;
+mod normalize;
 pub mod parse;
 mod pipe;
+pub mod source;
 mod state;
+mod telemetry;
 
+pub use deadletter::DeadLetter;
 pub use event::{Category, Event, EventId};
+pub use normalize::{Normalizer, run_normalize};
 pub use pipe::{AckStatus, AckToken, AckWaiter, Batch, RawRecord};
 pub use state::{StateError, open_sqlite};
+pub use telemetry::{Health, PipelineMetrics};

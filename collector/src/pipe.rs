@@ -57,7 +57,7 @@ impl AckToken {
             failed: AtomicBool::new(false),
             tx: std::sync::Mutex::new(Some(tx)),
         }));
-        (token, AckWaiter(rx))
+        (token, AckWaiter { rx, status: None })
     }
 
     /// A token nobody waits for (tests, one-shot tools).
@@ -82,13 +82,31 @@ impl Drop for AckToken {
 
 /// Resolves when every clone of the matching [`AckToken`] is dropped.
 #[derive(Debug)]
-pub struct AckWaiter(oneshot::Receiver<AckStatus>);
+pub struct AckWaiter {
+    rx: oneshot::Receiver<AckStatus>,
+    status: Option<AckStatus>,
+}
 
 impl AckWaiter {
     pub async fn wait(self) -> AckStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
         // A dropped sender without a status cannot happen (AckInner always sends), but if the
         // runtime tears down mid-way the safe answer is "not written".
-        self.0.await.unwrap_or(AckStatus::Failed)
+        self.rx.await.unwrap_or(AckStatus::Failed)
+    }
+
+    /// The status if every holder already let go, without waiting.
+    pub fn try_status(&mut self) -> Option<AckStatus> {
+        if self.status.is_none() {
+            self.status = match self.rx.try_recv() {
+                Ok(status) => Some(status),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => Some(AckStatus::Failed),
+            };
+        }
+        self.status
     }
 }
 

@@ -1,0 +1,96 @@
+//! The parse stage: raw records in, normalised events out, rejects to the dead-letter files.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jiff::tz::TimeZone;
+use tokio::sync::mpsc;
+
+use crate::deadletter::DeadLetter;
+use crate::event::{Event, EventId};
+use crate::parse::{ParseContext, Parser};
+use crate::pipe::{Batch, RawRecord};
+use crate::telemetry::PipelineMetrics;
+
+const STAGE: &str = "parse";
+
+/// Parsers by source id, plus where rejects go.
+#[derive(Debug)]
+pub struct Normalizer {
+    parsers: HashMap<Arc<str>, Parser>,
+    time_zone: TimeZone,
+    dead_letter: DeadLetter,
+    metrics: PipelineMetrics,
+}
+
+impl Normalizer {
+    pub fn new(time_zone: TimeZone, dead_letter: DeadLetter, metrics: PipelineMetrics) -> Normalizer {
+        Normalizer { parsers: HashMap::new(), time_zone, dead_letter, metrics }
+    }
+
+    /// Lines of `source` are parsed with `parser`.
+    pub fn add_source(&mut self, source: &str, parser: Parser) {
+        self.parsers.insert(source.into(), parser);
+    }
+
+    /// Parses one batch. Rejected lines are written (durably) to the dead-letter file before
+    /// this returns, so the batch's acknowledgement can cover them.
+    pub fn normalize(&mut self, records: &[RawRecord]) -> std::io::Result<Vec<Event>> {
+        let ctx = ParseContext { now: jiff::Timestamp::now(), time_zone: self.time_zone.clone() };
+        let mut events = Vec::with_capacity(records.len());
+        let mut rejected = false;
+        for record in records {
+            let outcome = match self.parsers.get(&record.source) {
+                Some(parser) => parser.parse(&record.line, &ctx).map_err(|e| e.to_string()),
+                None => Err(format!("no parser is configured for source {}", record.source)),
+            };
+            match outcome {
+                Ok(mut event) => {
+                    event.id = EventId::at(&record.source, record.position);
+                    events.push(event);
+                }
+                Err(reason) => {
+                    self.metrics.parse_failure(&record.source);
+                    self.dead_letter.push(record, &reason)?;
+                    rejected = true;
+                }
+            }
+        }
+        if rejected {
+            self.dead_letter.sync()?;
+        }
+        Ok(events)
+    }
+}
+
+/// Runs the parse stage until its input closes.
+pub async fn run_normalize(
+    mut normalizer: Normalizer,
+    mut input: mpsc::Receiver<Batch<RawRecord>>,
+    output: mpsc::Sender<Batch<Event>>,
+) -> std::io::Result<()> {
+    while let Some(batch) = input.recv().await {
+        normalizer.metrics.queue_depth(STAGE, input.len());
+        normalizer.metrics.stage_in(STAGE, batch.items.len());
+        let events = match normalizer.normalize(&batch.items) {
+            Ok(events) => events,
+            Err(e) => {
+                batch.ack.fail();
+                tracing::error!(error = %e, "cannot write the dead-letter file; stopping the parse stage");
+                return Err(e);
+            }
+        };
+        normalizer.metrics.stage_out(STAGE, events.len());
+        if let Some(newest) = events.iter().map(|e| e.timestamp).max() {
+            if let Some(first) = batch.items.first() {
+                let lag = jiff::Timestamp::now().duration_since(newest).as_secs();
+                normalizer.metrics.source_lag(&first.source, lag);
+            }
+        }
+        if let Err(mpsc::error::SendError(lost)) = output.send(Batch::new(events, batch.ack)).await {
+            lost.ack.fail();
+            break;
+        }
+    }
+    Ok(())
+}

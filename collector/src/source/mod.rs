@@ -1,0 +1,196 @@
+//! Sources: where raw records come from, and the loop that reads them with checkpoints.
+//!
+//! A [`Source`] only knows how to read records from a position. [`run_source`] owns the rest:
+//! it resumes from the persisted checkpoint, hands out batches with an [`AckToken`], and moves
+//! the checkpoint forward — in order — only when every durable consumer has acknowledged.
+
+mod checkpoint;
+pub mod demo;
+mod file;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use checkpoint::{Checkpoint, CheckpointStore};
+pub use file::FileSource;
+
+use crate::pipe::{AckStatus, AckToken, AckWaiter, Batch, RawRecord};
+use crate::telemetry::PipelineMetrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source {source_id}: cannot read {path}: {error}")]
+    Io { source_id: String, path: String, error: std::io::Error },
+    #[error("checkpoint store: {0}")]
+    Checkpoint(#[from] crate::StateError),
+    #[error("checkpoint store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "source {source_id}: a batch ending at position {position} could not be written by every \
+         durable consumer; the checkpoint stays before it and the batch will be replayed at restart"
+    )]
+    NotDelivered { source_id: String, position: u64 },
+}
+
+/// Something records can be read from, by position.
+pub trait Source: Send {
+    /// The configured id of the source; also the prefix of the ids of its events.
+    fn id(&self) -> &Arc<str>;
+
+    /// Moves to `checkpoint`, the state after the last acknowledged record. Called once,
+    /// before the first read. A source whose data changed under the checkpoint (a truncated
+    /// file) decides what is safe and says so in the log.
+    fn resume(&mut self, checkpoint: Option<&Checkpoint>) -> Result<(), SourceError>;
+
+    /// Reads up to `max` records. `Ok(None)` means "nothing more, ever" (end of a one-shot
+    /// input); an empty vector means "nothing right now". Must be cancel-safe: it is raced
+    /// against shutdown, and a cancelled read must not lose records (return what was read).
+    fn read(
+        &mut self,
+        max: usize,
+    ) -> impl std::future::Future<Output = Result<Option<Vec<RawRecord>>, SourceError>> + Send;
+
+    /// The checkpoint that describes "everything up to the last record returned by `read`".
+    fn checkpoint(&self) -> Checkpoint;
+}
+
+/// How a source loop behaves; see `pipeline` in the configuration.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Records per batch at most.
+    pub batch_size: usize,
+    /// Batches handed out but not yet acknowledged, at most. This bounds both memory and how
+    /// much is replayed after a crash.
+    pub max_in_flight: usize,
+    /// Pause when a read returns nothing.
+    pub idle_wait: Duration,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions { batch_size: 512, max_in_flight: 16, idle_wait: Duration::from_millis(200) }
+    }
+}
+
+/// Reads `source` until it ends or `cancel` fires, sending batches to `output`, and commits
+/// checkpoints as batches are acknowledged. Returns after every batch it handed out has been
+/// acknowledged (or failed), so a clean shutdown leaves an exact checkpoint.
+pub async fn run_source<S: Source>(
+    mut source: S,
+    store: CheckpointStore,
+    output: mpsc::Sender<Batch<RawRecord>>,
+    options: SourceOptions,
+    metrics: PipelineMetrics,
+    cancel: CancellationToken,
+) -> Result<(), SourceError> {
+    let id = source.id().clone();
+    let start = store.load(&id).await?;
+    source.resume(start.as_ref())?;
+    tracing::info!(source = %id, position = start.as_ref().map_or(0, |c| c.position), "source started");
+
+    let mut pending: VecDeque<(Checkpoint, AckWaiter)> = VecDeque::new();
+    let mut result = Ok(());
+    loop {
+        // Retire acknowledged batches first, so the in-flight bound is enforced exactly.
+        if pending.len() >= options.max_in_flight {
+            if let Err(e) = retire_front(&id, &store, &mut pending).await {
+                result = Err(e);
+                break;
+            }
+            continue;
+        }
+        let read = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            read = source.read(options.batch_size) => read,
+        };
+        match read {
+            Ok(None) => break,
+            Ok(Some(records)) if records.is_empty() => {
+                // Idle: commit what has been acknowledged meanwhile, then wait a little.
+                if let Err(e) = retire_ready(&id, &store, &mut pending).await {
+                    result = Err(e);
+                    break;
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(options.idle_wait) => {}
+                }
+            }
+            Ok(Some(records)) => {
+                metrics.source_records(&id, records.len());
+                let (token, waiter) = AckToken::new();
+                pending.push_back((source.checkpoint(), waiter));
+                if let Err(mpsc::error::SendError(batch)) = output.send(Batch::new(records, token)).await {
+                    // Downstream is gone: this batch was not written, say so before dropping it.
+                    batch.ack.fail();
+                    break;
+                }
+                if let Err(e) = retire_ready(&id, &store, &mut pending).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    drop(output);
+    // Drain: wait for everything handed out, committing as far as acknowledgements allow.
+    while !pending.is_empty() {
+        if let Err(e) = retire_front(&id, &store, &mut pending).await {
+            if result.is_ok() {
+                result = Err(e);
+            }
+            break;
+        }
+    }
+    tracing::info!(source = %id, "source stopped");
+    result
+}
+
+/// Waits for the oldest batch and commits its checkpoint if it was delivered.
+async fn retire_front(
+    id: &Arc<str>,
+    store: &CheckpointStore,
+    pending: &mut VecDeque<(Checkpoint, AckWaiter)>,
+) -> Result<(), SourceError> {
+    let Some((checkpoint, waiter)) = pending.pop_front() else { return Ok(()) };
+    match waiter.wait().await {
+        AckStatus::Delivered => {
+            // Coalesce: commit the furthest consecutive delivered batch in one write.
+            let mut last = checkpoint;
+            while let Some(status) = pending.front_mut().and_then(|(_, w)| w.try_status()) {
+                let (next, _) = pending.pop_front().expect("front exists");
+                if status == AckStatus::Failed {
+                    store.save(id, &last).await?;
+                    return Err(SourceError::NotDelivered { source_id: id.to_string(), position: next.position });
+                }
+                last = next;
+            }
+            store.save(id, &last).await?;
+            Ok(())
+        }
+        AckStatus::Failed => {
+            Err(SourceError::NotDelivered { source_id: id.to_string(), position: checkpoint.position })
+        }
+    }
+}
+
+/// Commits every batch at the front that is already acknowledged, without waiting.
+async fn retire_ready(
+    id: &Arc<str>,
+    store: &CheckpointStore,
+    pending: &mut VecDeque<(Checkpoint, AckWaiter)>,
+) -> Result<(), SourceError> {
+    if pending.front_mut().and_then(|(_, w)| w.try_status()).is_some() {
+        retire_front(id, store, pending).await?;
+    }
+    Ok(())
+}

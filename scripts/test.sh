@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The test command of README.md: installs what a fresh machine lacks, then runs formatting,
+# lints and the whole test suite. CI (.ci/run) runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A warm build cache outside the clone keeps repeated runs fast.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vigie-target}"
+export VIGIE_SHARED_DATA="${VIGIE_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
+
+# System packages the tests use: a real SMTP server (aiosmtpd).
+need=()
+python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "==> installing ${need[*]}"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo test"
+cargo test --workspace --locked

@@ -1,0 +1,613 @@
+//! The configuration file: raw TOML sections, then one validation pass that reports every
+//! problem with `file:line:column`, the key and a hint.
+//!
+//! Each component has its own `…Config` struct with `deny_unknown_fields`. Values that need
+//! more than a type (durations, time zones, addresses, parser formats) are kept as spanned
+//! strings in the raw structs and compiled in [`Config::validate`], so a mistake points at the
+//! exact place in the file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+
+/// Every problem found in a configuration file.
+#[derive(Debug)]
+pub(crate) struct ConfigErrors {
+    pub(crate) file: PathBuf,
+    pub(crate) problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    /// Dotted path of the key (`alerting.resolve_after`), or the section.
+    pub(crate) key: String,
+    pub(crate) message: String,
+    pub(crate) hint: String,
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.problems.len();
+        writeln!(f, "{} has {n} problem{}:", self.file.display(), if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            write!(f, "{}:{}:{}: {}: {}", self.file.display(), p.line, p.column, p.key, p.message)?;
+            if !p.hint.is_empty() {
+                write!(f, "\n    hint: {}", p.hint)?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/vigie")
+}
+fn default_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:8080".into())
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_time_zone() -> Spanned<String> {
+    Spanned::new(0..0, "Europe/Paris".into())
+}
+fn default_batch_size() -> usize {
+    512
+}
+fn default_max_in_flight() -> usize {
+    16
+}
+fn default_channel_capacity() -> usize {
+    8
+}
+fn default_commit_interval() -> Spanned<String> {
+    Spanned::new(0..0, "1s".into())
+}
+fn default_rules_dir() -> PathBuf {
+    PathBuf::from("rules")
+}
+fn default_resolve_after() -> Spanned<String> {
+    Spanned::new(0..0, "5m".into())
+}
+fn default_repeat_every() -> Spanned<String> {
+    Spanned::new(0..0, "4h".into())
+}
+fn default_from() -> String {
+    "vigie@localhost".into()
+}
+fn default_keep_days() -> u32 {
+    365
+}
+fn default_smtp_port() -> u16 {
+    25
+}
+fn default_start_at() -> Spanned<String> {
+    Spanned::new(0..0, "beginning".into())
+}
+fn default_rate() -> u32 {
+    200
+}
+
+/// Where Vigie keeps its state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DataConfig {
+    /// The data directory: archive, SQLite state, outbox, dead letters. One process per directory.
+    #[serde(default = "default_data_dir")]
+    pub(crate) dir: PathBuf,
+}
+
+/// Vigie's own log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogConfig {
+    /// `human` or `json`.
+    #[serde(default)]
+    pub(crate) format: LogFormat,
+    /// A `RUST_LOG`-style filter; the `RUST_LOG` environment variable wins.
+    #[serde(default = "default_log_level")]
+    pub(crate) level: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// The web server (dashboards, `/metrics`, `/healthz`, `/readyz`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServerConfig {
+    /// Address and port to listen on.
+    #[serde(default = "default_listen")]
+    pub(crate) listen: Spanned<String>,
+}
+
+/// How stages are joined.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PipelineConfig {
+    /// Records per batch.
+    #[serde(default = "default_batch_size")]
+    pub(crate) batch_size: usize,
+    /// Unacknowledged batches per source: bounds memory and the replay after a crash.
+    #[serde(default = "default_max_in_flight")]
+    pub(crate) max_in_flight: usize,
+    /// Batches buffered between two stages before the upstream stage waits (backpressure).
+    #[serde(default = "default_channel_capacity")]
+    pub(crate) channel_capacity: usize,
+    /// How often the archive commits (and so how often sources may advance).
+    #[serde(default = "default_commit_interval")]
+    pub(crate) commit_interval: Spanned<String>,
+    /// The zone for log lines that carry no offset, the 21 h window and reports.
+    #[serde(default = "default_time_zone")]
+    pub(crate) time_zone: Spanned<String>,
+}
+
+/// One input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SourceConfig {
+    /// A short name, unique among sources; it prefixes every event id, so never rename a source
+    /// whose events are archived.
+    pub(crate) id: Spanned<String>,
+    /// `file` (follow a log file) or `demo` (generated ENT traffic).
+    pub(crate) kind: Spanned<String>,
+    /// For `file`: the path to follow.
+    pub(crate) path: Option<PathBuf>,
+    /// For `file`: the parser (`apache_combined`, `netfilter`, … — `vigie check-config` lists them).
+    pub(crate) format: Option<Spanned<String>>,
+    /// For `format = "apache"` or `"nginx"`: the server's `LogFormat` / `log_format` string.
+    pub(crate) log_format: Option<String>,
+    /// For `file`: `beginning` or `end` — where to start the first time (later runs resume).
+    #[serde(default = "default_start_at")]
+    pub(crate) start_at: Spanned<String>,
+    /// For `demo`: `web` or `firewall`.
+    pub(crate) stream: Option<Spanned<String>>,
+    /// For `demo`: records per second.
+    #[serde(default = "default_rate")]
+    pub(crate) rate: u32,
+}
+
+/// Detection rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AnalyzerConfig {
+    /// The directory of rule files (relative paths are relative to the config file).
+    #[serde(default = "default_rules_dir")]
+    pub(crate) rules: PathBuf,
+}
+
+/// Who is told, and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlertingConfig {
+    /// On-call addresses that receive every alert.
+    #[serde(default)]
+    pub(crate) on_call: Vec<String>,
+    /// The sender address.
+    #[serde(default = "default_from")]
+    pub(crate) from: String,
+    /// An alert with no new detection for this long is resolved.
+    #[serde(default = "default_resolve_after")]
+    pub(crate) resolve_after: Spanned<String>,
+    /// A still-firing alert is notified again this often.
+    #[serde(default = "default_repeat_every")]
+    pub(crate) repeat_every: Spanned<String>,
+    /// The SMTP relay; without it emails are written as .eml files in `<data>/outbox/`.
+    pub(crate) smtp: Option<SmtpConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SmtpConfig {
+    pub(crate) host: String,
+    #[serde(default = "default_smtp_port")]
+    pub(crate) port: u16,
+    /// Upgrade the connection with STARTTLS.
+    #[serde(default)]
+    pub(crate) starttls: bool,
+    pub(crate) username: Option<String>,
+    /// The name of the environment variable that holds the password (never the password).
+    pub(crate) password_env: Option<String>,
+}
+
+/// The legal archive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetentionConfig {
+    /// Days kept. The law asks for one year (decree 2021-1362).
+    #[serde(default = "default_keep_days")]
+    pub(crate) keep_days: u32,
+}
+
+macro_rules! section_defaults {
+    ($($ty:ident),*) => {$(
+        impl Default for $ty {
+            fn default() -> Self {
+                toml::from_str("").expect("every field has a default")
+            }
+        }
+    )*};
+}
+section_defaults!(DataConfig, LogConfig, ServerConfig, PipelineConfig, AnalyzerConfig, AlertingConfig, RetentionConfig);
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawConfig {
+    pub(crate) data: DataConfig,
+    pub(crate) log: LogConfig,
+    pub(crate) server: ServerConfig,
+    pub(crate) pipeline: PipelineConfig,
+    pub(crate) sources: Vec<SourceConfig>,
+    pub(crate) analyzer: AnalyzerConfig,
+    pub(crate) alerting: AlertingConfig,
+    pub(crate) retention: RetentionConfig,
+}
+
+const SECTIONS: &[&str] = &["data", "log", "server", "pipeline", "sources", "analyzer", "alerting", "retention"];
+
+/// What a source reads.
+#[derive(Debug, Clone)]
+pub(crate) enum SourceKind {
+    File { path: PathBuf, format: collector::parse::Format, start_at_end: bool },
+    Demo { stream: collector::source::demo::DemoStream, rate: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub(crate) id: String,
+    pub(crate) kind: SourceKind,
+}
+
+/// The validated configuration the pipeline is built from.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) log: LogConfig,
+    pub(crate) listen: SocketAddr,
+    pub(crate) batch_size: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) channel_capacity: usize,
+    pub(crate) commit_interval: Duration,
+    pub(crate) time_zone: jiff::tz::TimeZone,
+    pub(crate) time_zone_name: String,
+    pub(crate) sources: Vec<Source>,
+    pub(crate) rules_dir: PathBuf,
+    pub(crate) alerting: AlertingConfig,
+    pub(crate) resolve_after: Duration,
+    pub(crate) repeat_every: Duration,
+    pub(crate) keep_days: u32,
+}
+
+/// Reads and validates `path`.
+pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let fail = |message: String, hint: &str| ConfigErrors {
+        file: path.to_owned(),
+        problems: vec![Problem { line: 0, column: 0, key: "(file)".into(), message, hint: hint.into() }],
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(format!("cannot read the file: {e}"), "check the path; `vigie check-config --help` shows an example")
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates configuration `text`; `file` names it in messages and anchors relative paths.
+pub(crate) fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut problems = Vec::new();
+    let raw = parse_raw(text, &mut problems);
+    let config = validate(file, text, &raw, &mut problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        problems.sort_by_key(|p| (p.line, p.column));
+        Err(ConfigErrors { file: file.to_owned(), problems })
+    }
+}
+
+fn parse_raw(text: &str, problems: &mut Vec<Problem>) -> RawConfig {
+    let mut raw = RawConfig::default();
+    let doc = match text.parse::<toml_edit::Document<String>>() {
+        Ok(doc) => doc,
+        Err(e) => {
+            let (line, column) = line_col(text, e.span().map_or(0, |s| s.start));
+            problems.push(Problem {
+                line,
+                column,
+                key: "(syntax)".into(),
+                message: e.message().trim().to_owned(),
+                hint: "this is not valid TOML; see config/vigie.example.toml".into(),
+            });
+            return raw;
+        }
+    };
+    for (key, item) in doc.as_table().iter() {
+        if !SECTIONS.contains(&key) {
+            let offset = doc.as_table().key(key).and_then(|k| k.span()).or(item.span()).map_or(0, |s| s.start);
+            let (line, column) = line_col(text, offset);
+            problems.push(Problem {
+                line,
+                column,
+                key: key.to_owned(),
+                message: format!("unknown section `{key}`"),
+                hint: format!("the sections are: {}", SECTIONS.join(", ")),
+            });
+        }
+    }
+    section(text, &doc, "data", &mut raw.data, problems);
+    section(text, &doc, "log", &mut raw.log, problems);
+    section(text, &doc, "server", &mut raw.server, problems);
+    section(text, &doc, "pipeline", &mut raw.pipeline, problems);
+    section(text, &doc, "sources", &mut raw.sources, problems);
+    section(text, &doc, "analyzer", &mut raw.analyzer, problems);
+    section(text, &doc, "alerting", &mut raw.alerting, problems);
+    section(text, &doc, "retention", &mut raw.retention, problems);
+    raw
+}
+
+/// Deserialises one top-level section on its own, so that a mistake in one section does not
+/// hide the mistakes in the others.
+fn section<T: DeserializeOwned>(
+    text: &str,
+    doc: &toml_edit::Document<String>,
+    name: &str,
+    out: &mut T,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(item) = doc.as_table().get(name) else { return };
+    let mut only = toml_edit::Table::new();
+    only.insert(name, item.clone());
+    match toml_edit::de::from_document::<BTreeMap<String, T>>(toml_edit::DocumentMut::from(only)) {
+        Ok(mut map) => {
+            if let Some(value) = map.remove(name) {
+                *out = value;
+            }
+        }
+        Err(e) => {
+            let span = e.span().or(item.span()).unwrap_or(0..0);
+            let (line, column) = line_col(text, span.start);
+            let key = key_at(text, span.start).map_or_else(|| name.to_owned(), |k| format!("{name}.{k}"));
+            let message = e.message().trim().to_owned();
+            problems.push(Problem { line, column, key, hint: hint_for(&message), message });
+        }
+    }
+}
+
+fn hint_for(message: &str) -> String {
+    if message.contains("unknown field") {
+        "remove or rename the key; the accepted keys are listed above and documented in config/vigie.example.toml".into()
+    } else if message.contains("invalid type") {
+        "the value has the wrong type: quote strings, write numbers bare, lists in [ ]".into()
+    } else if message.contains("missing field") {
+        "add the key; config/vigie.example.toml shows each key with an example".into()
+    } else {
+        "see config/vigie.example.toml".into()
+    }
+}
+
+/// The key written on the line containing `offset`, if that line reads `key = value`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_owned())
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+    (line, column)
+}
+
+/// Parses durations written like `500ms`, `30s`, `5m`, `4h`, `2d`.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a duration"))?;
+    let unit_ms = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("`{s}` is not a duration")),
+    };
+    Ok(Duration::from_millis(n * unit_ms))
+}
+
+const DURATION_HINT: &str = "write a number and a unit: \"500ms\", \"30s\", \"5m\", \"4h\", \"2d\"";
+
+fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem>) -> Config {
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut at = |span: std::ops::Range<usize>, key: &str, message: String, hint: &str| {
+        let (line, column) = line_col(text, span.start);
+        problems.push(Problem { line, column, key: key.into(), message, hint: hint.into() });
+    };
+    let duration = |value: &Spanned<String>, key: &str, at: &mut dyn FnMut(_, &str, String, &str)| {
+        parse_duration(value.get_ref()).unwrap_or_else(|e| {
+            at(value.span(), key, e, DURATION_HINT);
+            Duration::from_secs(1)
+        })
+    };
+    let commit_interval = duration(&raw.pipeline.commit_interval, "pipeline.commit_interval", &mut at);
+    let resolve_after = duration(&raw.alerting.resolve_after, "alerting.resolve_after", &mut at);
+    let repeat_every = duration(&raw.alerting.repeat_every, "alerting.repeat_every", &mut at);
+
+    let tz_name = raw.pipeline.time_zone.get_ref().clone();
+    let time_zone = jiff::tz::TimeZone::get(&tz_name).unwrap_or_else(|_| {
+        at(
+            raw.pipeline.time_zone.span(),
+            "pipeline.time_zone",
+            format!("unknown time zone `{tz_name}`"),
+            "use an IANA time-zone name such as \"Europe/Paris\"",
+        );
+        jiff::tz::TimeZone::UTC
+    });
+    let listen = raw.server.listen.get_ref().parse::<SocketAddr>().unwrap_or_else(|_| {
+        at(
+            raw.server.listen.span(),
+            "server.listen",
+            format!("`{}` is not an address and port", raw.server.listen.get_ref()),
+            "write it like \"127.0.0.1:8080\" or \"[::]:8080\"",
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    for (value, key) in [
+        (raw.pipeline.batch_size, "pipeline.batch_size"),
+        (raw.pipeline.max_in_flight, "pipeline.max_in_flight"),
+        (raw.pipeline.channel_capacity, "pipeline.channel_capacity"),
+    ] {
+        if value == 0 {
+            at(0..0, key, "must be at least 1".into(), "remove the key to use the default");
+        }
+    }
+
+    let mut sources = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for src in &raw.sources {
+        let id = src.id.get_ref().clone();
+        if !seen.insert(id.clone()) {
+            at(src.id.span(), "sources.id", format!("two sources are named `{id}`"), "give each source its own id");
+        }
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            at(src.id.span(), "sources.id", format!("`{id}` is not a valid source id"), "use letters, digits, '-' and '_'");
+        }
+        let kind = match src.kind.get_ref().as_str() {
+            "file" => {
+                let format = match (&src.format, &src.path) {
+                    (Some(f), Some(_)) => {
+                        match collector::parse::Format::from_config(f.get_ref(), src.log_format.as_deref()) {
+                            Ok(format) => Some(format),
+                            Err(e) => {
+                                at(f.span(), "sources.format", e.to_string(), &format!(
+                                    "one of: {}", collector::parse::Format::names().join(", ")));
+                                None
+                            }
+                        }
+                    }
+                    _ => {
+                        at(src.kind.span(), "sources", format!("file source `{id}` needs `path` and `format`"),
+                            "add path = \"/var/log/apache2/access.log\" and format = \"apache_combined\"");
+                        None
+                    }
+                };
+                let start_at_end = match src.start_at.get_ref().as_str() {
+                    "beginning" => false,
+                    "end" => true,
+                    other => {
+                        at(src.start_at.span(), "sources.start_at", format!("`{other}` is not a start position"),
+                            "write \"beginning\" or \"end\"");
+                        false
+                    }
+                };
+                format.map(|format| SourceKind::File {
+                    path: base.join(src.path.clone().unwrap_or_default()),
+                    format,
+                    start_at_end,
+                })
+            }
+            "demo" => {
+                use collector::source::demo::DemoStream;
+                let stream = match src.stream.as_ref().map(|s| s.get_ref().as_str()) {
+                    Some("web") | None => Some(DemoStream::Web),
+                    Some("firewall") => Some(DemoStream::Firewall),
+                    Some(other) => {
+                        let span = src.stream.as_ref().map_or(0..0, |s| s.span());
+                        at(span, "sources.stream", format!("`{other}` is not a demo stream"), "write \"web\" or \"firewall\"");
+                        None
+                    }
+                };
+                stream.map(|stream| SourceKind::Demo { stream, rate: src.rate.max(1) })
+            }
+            other => {
+                at(src.kind.span(), "sources.kind", format!("`{other}` is not a source kind"), "write \"file\" or \"demo\"");
+                None
+            }
+        };
+        if let Some(kind) = kind {
+            sources.push(Source { id, kind });
+        }
+    }
+
+    Config {
+        data_dir: base.join(&raw.data.dir),
+        log: raw.log.clone(),
+        listen,
+        batch_size: raw.pipeline.batch_size.max(1),
+        max_in_flight: raw.pipeline.max_in_flight.max(1),
+        channel_capacity: raw.pipeline.channel_capacity.max(1),
+        commit_interval,
+        time_zone,
+        time_zone_name: tz_name,
+        sources,
+        rules_dir: base.join(&raw.analyzer.rules),
+        alerting: raw.alerting.clone(),
+        resolve_after,
+        repeat_every,
+        keep_days: raw.retention.keep_days,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        parse(Path::new("/etc/vigie.toml"), text).err().map(|e| e.problems).unwrap_or_default()
+    }
+
+    #[test]
+    fn an_empty_file_is_a_valid_config() {
+        let config = parse(Path::new("/etc/vigie.toml"), "").unwrap();
+        assert_eq!(config.commit_interval, Duration::from_secs(1));
+        assert_eq!(config.keep_days, 365);
+        assert_eq!(config.time_zone_name, "Europe/Paris");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_place() {
+        let text = "[pipeline]\ncommit_interval = \"soon\"\ntime_zone = \"Europe/Pariss\"\n\n[server]\nlisten = 8080\n\n[retention]\nkeep_dayz = 365\n";
+        let p = problems(text);
+        let found: Vec<(usize, &str)> = p.iter().map(|p| (p.line, p.key.as_str())).collect();
+        assert_eq!(
+            found,
+            [(2, "pipeline.commit_interval"), (3, "pipeline.time_zone"), (6, "server.listen"), (9, "retention.keep_dayz")],
+            "{p:#?}"
+        );
+        assert!(p[3].message.contains("unknown field"), "{}", p[3].message);
+        assert!(p[0].hint.contains("30s"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn line_and_column_are_one_based() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}

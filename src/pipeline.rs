@@ -1,0 +1,238 @@
+//! Wiring: builds the stages from a validated [`Config`] and runs them until shutdown.
+//!
+//! ```text
+//! sources ─▶ parse ─▶ fan-out ─┬─▶ archive (retention)           durable: commits, then acks
+//!                              └─▶ analyzer ─▶ alerts (alerting)  durable: SQLite, then acks
+//! outbox (alerting) ─▶ SMTP or .eml files        dashboards (HTTP) reads metrics and stores
+//! ```
+//! Every edge is a bounded channel: when the archive falls behind, the fan-out waits, the
+//! parse stage waits, and the sources stop reading — backpressure, never unbounded memory.
+//! A source's checkpoint advances only when both durable branches acknowledged its batch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use collector::source::demo::{DemoSource, Scenario};
+use collector::source::{CheckpointStore, FileSource, SourceOptions, run_source};
+use collector::{Batch, DeadLetter, Event, Health, Normalizer, PipelineMetrics, RawRecord};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, SourceKind};
+use crate::datadir::DataDir;
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub(crate) struct RunSummary {
+    pub(crate) failures: Vec<String>,
+}
+
+/// Runs the whole stack until `shutdown` fires (signal, `--for`) or a stage fails.
+pub(crate) async fn run(config: Config, data: DataDir, shutdown: CancellationToken, banner: impl FnOnce(&std::net::SocketAddr)) -> anyhow::Result<RunSummary> {
+    let mut registry = Registry::default();
+    let metrics = PipelineMetrics::register(&mut registry);
+    let archive_metrics = retention::ArchiveMetrics::register(&mut registry);
+    let alerting_metrics = alerting::AlertingMetrics::register(&mut registry);
+    let health = Health::default();
+
+    // Stores first: a refusal (locked, newer format, unwritable) stops us before any task runs.
+    let checkpoints = CheckpointStore::open(&data.join("state.sqlite")).context("opening the checkpoint store")?;
+    let archive = retention::Archive::open(&data.join("archive")).context("opening the archive")?;
+    let alerts_db = data.join("alerting.sqlite");
+    let policy = alerting::AlertPolicy {
+        resolve_after: config.resolve_after,
+        repeat_every: config.repeat_every,
+        on_call: config.alerting.on_call.clone(),
+        from: config.alerting.from.clone(),
+        time_zone: config.time_zone.clone(),
+    };
+    let store = alerting::AlertStore::open(&alerts_db, policy.clone()).context("opening the alert store")?;
+    let dashboard_alerts = alerting::AlertStore::open(&alerts_db, policy).context("opening the alert store")?;
+    let transport = match &config.alerting.smtp {
+        Some(smtp) => alerting::Transport::Smtp {
+            host: smtp.host.clone(),
+            port: smtp.port,
+            starttls: smtp.starttls,
+            username: smtp.username.clone(),
+            password_env: smtp.password_env.clone(),
+        },
+        None => alerting::Transport::Directory(data.join("outbox")),
+    };
+    let rules = Arc::new(analyzer::RuleSet::load_dir(&config.rules_dir).with_context(|| {
+        format!("loading the rules in {}", config.rules_dir.display())
+    })?);
+    tracing::info!(rules = rules.len(), dir = %config.rules_dir.display(), "rules loaded");
+    let mut normalizer = Normalizer::new(
+        config.time_zone.clone(),
+        DeadLetter::new(&data.join("deadletter")).context("creating the dead-letter directory")?,
+        metrics.clone(),
+    );
+
+    let cap = config.channel_capacity;
+    let (raw_tx, raw_rx) = mpsc::channel::<Batch<RawRecord>>(cap);
+    let (event_tx, event_rx) = mpsc::channel::<Batch<Event>>(cap);
+    let (archive_tx, archive_rx) = mpsc::channel::<Batch<Event>>(cap);
+    let (analyze_tx, analyze_rx) = mpsc::channel::<Batch<Event>>(cap);
+    let (detect_tx, detect_rx) = mpsc::channel::<Batch<analyzer::Detection>>(cap);
+
+    let tracker = TaskTracker::new();
+    // Sources stop on shutdown; every later stage stops when its input closes, so nothing
+    // accepted is left in a channel. `fatal` lets any stage end the run on an error.
+    let fatal = shutdown.child_token();
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let spawn = |name: String, fut: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>| {
+        let health = health.clone();
+        let failures = failures.clone();
+        let fatal = fatal.clone();
+        health.expect(&name);
+        tracker.spawn(async move {
+            health.set(&name, true);
+            let result = fut.await;
+            health.set(&name, false);
+            if let Err(e) = result {
+                tracing::error!(task = %name, error = format!("{e:#}"), "task failed; stopping");
+                failures.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{name}: {e:#}"));
+                fatal.cancel();
+            }
+        });
+    };
+
+    let options = SourceOptions {
+        batch_size: config.batch_size,
+        max_in_flight: config.max_in_flight,
+        idle_wait: Duration::from_millis(100),
+    };
+    for source in &config.sources {
+        let (name, tx, store, m, stop, options) = (
+            format!("source:{}", source.id),
+            raw_tx.clone(),
+            checkpoints.clone(),
+            metrics.clone(),
+            fatal.clone(),
+            options.clone(),
+        );
+        match &source.kind {
+            SourceKind::File { path, format, start_at_end } => {
+                normalizer.add_source(&source.id, collector::parse::Parser::new(format)?);
+                let src = FileSource::new(source.id.as_str(), path).start_at_end(*start_at_end);
+                spawn(name, Box::pin(async move { Ok(run_source(src, store, tx, options, m, stop).await?) }));
+            }
+            SourceKind::Demo { stream, rate } => {
+                let format = match stream {
+                    collector::source::demo::DemoStream::Web => {
+                        collector::parse::Format::ApacheCustom(collector::source::demo::WEB_LOG_FORMAT.into())
+                    }
+                    collector::source::demo::DemoStream::Firewall => collector::parse::Format::Netfilter,
+                };
+                normalizer.add_source(&source.id, collector::parse::Parser::new(&format)?);
+                let src = DemoSource::new(source.id.as_str(), *stream, *rate, Scenario::default());
+                spawn(name, Box::pin(async move { Ok(run_source(src, store, tx, options, m, stop).await?) }));
+            }
+        }
+    }
+    drop(raw_tx);
+
+    spawn("parse".into(), Box::pin(async move { Ok(collector::run_normalize(normalizer, raw_rx, event_tx).await?) }));
+    {
+        let m = metrics.clone();
+        spawn("fan-out".into(), Box::pin(fan_out(event_rx, archive_tx, analyze_tx, m)));
+    }
+    {
+        let m = metrics.clone();
+        spawn("analyzer".into(), Box::pin(analyze(rules, analyze_rx, detect_tx, m)));
+    }
+    {
+        // The archive and the alert store end when their input closes, not on shutdown: they
+        // must write everything the sources handed out.
+        let never = CancellationToken::new();
+        let interval = config.commit_interval;
+        let m = archive_metrics.clone();
+        spawn("archive".into(), Box::pin(async move {
+            retention::run_sink(archive, archive_rx, interval, m, never).await?;
+            Ok(())
+        }));
+    }
+    {
+        let never = CancellationToken::new();
+        let m = alerting_metrics.clone();
+        spawn("alerts".into(), Box::pin(async move { Ok(alerting::run_alerts(store, detect_rx, m, never).await?) }));
+    }
+    {
+        let stop = fatal.clone();
+        let m = alerting_metrics.clone();
+        let db = alerts_db.clone();
+        spawn("outbox".into(), Box::pin(async move { Ok(alerting::run_outbox(db, transport, m, stop).await?) }));
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}; choose another address with --listen", config.listen))?;
+    let local = listener.local_addr()?;
+    let state = dashboards::AppState::new(dashboards::AppInputs {
+        registry: Arc::new(registry),
+        health: health.clone(),
+        metrics: metrics.clone(),
+        alerts: dashboard_alerts,
+        time_zone: config.time_zone.clone(),
+    });
+    {
+        let stop = fatal.clone();
+        spawn("dashboards".into(), Box::pin(async move { Ok(dashboards::serve(listener, state, stop).await?) }));
+    }
+    tracker.close();
+    banner(&local);
+
+    fatal.cancelled().await;
+    tracing::info!("shutting down: sources stop, then every stage drains and commits");
+    tracker.wait().await;
+    let failures = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(RunSummary { failures })
+}
+
+/// Sends every batch to both durable branches; each holds its own clone of the ack token.
+async fn fan_out(
+    mut input: mpsc::Receiver<Batch<Event>>,
+    archive: mpsc::Sender<Batch<Event>>,
+    analyzer: mpsc::Sender<Batch<Event>>,
+    metrics: PipelineMetrics,
+) -> anyhow::Result<()> {
+    while let Some(batch) = input.recv().await {
+        metrics.queue_depth("fan-out", input.len());
+        metrics.queue_depth("archive", archive.max_capacity() - archive.capacity());
+        metrics.queue_depth("analyzer", analyzer.max_capacity() - analyzer.capacity());
+        let copy = Batch::new(batch.items.clone(), batch.ack.clone());
+        if let Err(mpsc::error::SendError(lost)) = archive.send(copy).await {
+            lost.ack.fail();
+            batch.ack.fail();
+            anyhow::bail!("the archive stopped accepting events");
+        }
+        if let Err(mpsc::error::SendError(lost)) = analyzer.send(batch).await {
+            lost.ack.fail();
+            anyhow::bail!("the analyzer stopped accepting events");
+        }
+    }
+    Ok(())
+}
+
+/// Runs the rules over every event; detections travel on with the batch's token.
+async fn analyze(
+    rules: Arc<analyzer::RuleSet>,
+    mut input: mpsc::Receiver<Batch<Event>>,
+    output: mpsc::Sender<Batch<analyzer::Detection>>,
+    metrics: PipelineMetrics,
+) -> anyhow::Result<()> {
+    let mut engine = analyzer::Engine::new(rules);
+    while let Some(batch) = input.recv().await {
+        metrics.stage_in("analyzer", batch.items.len());
+        let detections: Vec<_> = batch.items.iter().flat_map(|e| engine.observe(e)).collect();
+        metrics.stage_out("analyzer", detections.len());
+        if let Err(mpsc::error::SendError(lost)) = output.send(Batch::new(detections, batch.ack)).await {
+            lost.ack.fail();
+            anyhow::bail!("the alert store stopped accepting detections");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Helpers: start `vigie`, find free ports, poll HTTP endpoints with a deadline.
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) fn vigie() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigie"));
+    cmd.env("RUST_LOG", "info,tantivy=warn");
+    cmd
+}
+
+/// A port nothing listens on right now.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `vigie` process, killed if the test ends early.
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    log: std::path::PathBuf,
+}
+
+impl Running {
+    pub(crate) fn demo(data: &Path, extra: &[&str]) -> Running {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let log = data.with_extension(format!("{port}.log"));
+        let child = vigie()
+            .args(["demo", "--listen", &listen, "--data"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start vigie");
+        Running { child, base: format!("http://{listen}"), log }
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET `path`: status and body, or None if nothing answers (yet).
+    pub(crate) fn get(&self, path: &str) -> Option<(u16, String)> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut response = agent.get(&format!("{}{path}", self.base)).call().ok()?;
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().ok()?;
+        Some((status, body))
+    }
+
+    /// Polls until `check` holds, or panics with the process log after `timeout`.
+    pub(crate) fn wait_for(&mut self, what: &str, timeout: Duration, mut check: impl FnMut(&Running) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check(self) {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("vigie exited ({status}) while waiting for {what}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("timed out after {timeout:?} waiting for {what}; log:\n{}", self.log());
+    }
+
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("vigie did not stop by itself within {timeout:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the first sample of `metric` whose line contains `labels`, from Prometheus text.
+pub(crate) fn sample(metrics: &str, metric: &str, labels: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(metric) && l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
