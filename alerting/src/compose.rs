@@ -1,0 +1,150 @@
+//! The emails sent to the on-call engineer, in French: what, where, since when, how often.
+
+use jiff::Timestamp;
+
+use crate::french::{format_date_fr, severity_fr};
+use crate::outbox::Email;
+use crate::store::{Alert, AlertPolicy};
+
+/// Which notification of an alert an email is; each has its own Message-ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notification {
+    Firing,
+    /// The n-th reminder (1-based) of a still-firing alert.
+    Reminder(u32),
+    Resolved,
+}
+
+impl Notification {
+    fn id_part(self) -> String {
+        match self {
+            Notification::Firing => "firing".to_owned(),
+            Notification::Reminder(n) => format!("reminder-{n}"),
+            Notification::Resolved => "resolved".to_owned(),
+        }
+    }
+}
+
+/// The domain of the sender's address, for Message-IDs (`vigie@ville.fr` → `ville.fr`).
+fn sender_domain(from: &str) -> &str {
+    let addr = from.rsplit_once('<').map_or(from, |(_, rest)| rest.trim_end_matches('>'));
+    addr.rsplit_once('@').map_or("vigie.invalid", |(_, d)| d.trim())
+}
+
+/// The deterministic Message-ID of one notification of one alert. The first-seen instant is
+/// part of it so that ids stay unique if the database is ever recreated and alert ids restart.
+pub(crate) fn message_id(alert: &Alert, kind: Notification, from: &str) -> String {
+    format!(
+        "<vigie.alert-{}.{}.{}@{}>",
+        alert.id,
+        alert.first_seen.as_millisecond(),
+        kind.id_part(),
+        sender_domain(from)
+    )
+}
+
+/// Where the alert points: the source IP if there is one, else the grouping key.
+fn place(alert: &Alert) -> String {
+    alert.source_ip.map_or_else(|| alert.key.clone(), |ip| ip.to_string())
+}
+
+/// `1 h 12 min`, `3 min`, `2 j 4 h` — how long an alert lasted.
+fn duration_fr(from: Timestamp, to: Timestamp) -> String {
+    let secs = to.duration_since(from).as_secs().max(0);
+    let (days, hours, mins) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (days, hours) {
+        (0, 0) => format!("{mins} min"),
+        (0, h) => format!("{h} h {mins:02} min"),
+        (d, h) => format!("{d} j {h} h"),
+    }
+}
+
+/// The email for `kind` of `alert`, composed at `now`.
+pub(crate) fn compose(alert: &Alert, kind: Notification, policy: &AlertPolicy, now: Timestamp) -> Email {
+    let tz = &policy.time_zone;
+    let severity = severity_fr(alert.severity);
+    let subject = match kind {
+        Notification::Firing => format!("[Vigie] {severity} — {} ({})", alert.title, place(alert)),
+        Notification::Reminder(_) => {
+            format!("[Vigie] RAPPEL {severity} — {} ({})", alert.title, place(alert))
+        }
+        Notification::Resolved => format!("[Vigie] RÉSOLU — {} ({})", alert.title, place(alert)),
+    };
+
+    let mut body = String::new();
+    let headline = match kind {
+        Notification::Firing => format!("Nouvelle alerte {severity} n° {}", alert.id),
+        Notification::Reminder(_) => {
+            format!("Rappel : l'alerte {severity} n° {} est toujours en cours", alert.id)
+        }
+        Notification::Resolved => format!(
+            "L'alerte n° {} est résolue : plus aucune détection depuis {}",
+            alert.id,
+            duration_fr(alert.last_seen, now)
+        ),
+    };
+    body.push_str(&headline);
+    body.push_str("\n\nQuoi\n");
+    body.push_str(&format!("  {}\n", alert.title));
+    if !alert.description.is_empty() {
+        body.push_str(&format!("  {}\n", alert.description));
+    }
+    body.push_str("\nOù\n");
+    body.push_str(&format!("  Regroupement : {}\n", alert.key));
+    if let Some(ip) = alert.source_ip {
+        body.push_str(&format!("  Adresse IP source : {ip}\n"));
+    }
+    if let Some(user) = &alert.user_name {
+        body.push_str(&format!("  Compte : {user}\n"));
+    }
+    body.push_str("\nDepuis quand\n");
+    body.push_str(&format!("  Première détection : {} (heure de Paris)\n", format_date_fr(alert.first_seen, tz)));
+    body.push_str(&format!("  Dernière détection : {}\n", format_date_fr(alert.last_seen, tz)));
+    if let (Notification::Resolved, Some(at)) = (kind, alert.resolved_at) {
+        body.push_str(&format!("  Résolue : {}\n", format_date_fr(at, tz)));
+    }
+    body.push_str(&format!("  Nombre de détections : {}\n", alert.count));
+    body.push_str("\nClassement\n");
+    body.push_str(&format!("  Gravité : {severity}\n"));
+    body.push_str(&format!("  Classe d'incident (CCTP) : {}\n", alert.cctp_class.terms()));
+    if let Some(mitre) = &alert.mitre {
+        body.push_str(&format!("  MITRE ATT&CK : {mitre}\n"));
+    }
+    body.push_str("\nPreuve (dernière détection)\n");
+    for line in alert.last_evidence.lines() {
+        body.push_str(&format!("  {line}\n"));
+    }
+    body.push_str(&format!("\nRègle : {}\nIdentifiant de l'alerte : {}\n", alert.rule, alert.id));
+    body.push_str("\n-- \nVigie, supervision de l'ENT\n");
+
+    let first = message_id(alert, Notification::Firing, &policy.from);
+    Email {
+        message_id: message_id(alert, kind, &policy.from),
+        in_reply_to: (kind != Notification::Firing).then_some(first),
+        alert_id: Some(alert.id),
+        from: policy.from.clone(),
+        to: policy.on_call.clone(),
+        subject,
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_domain_handles_display_names() {
+        assert_eq!(sender_domain("vigie@ville.fr"), "ville.fr");
+        assert_eq!(sender_domain("Vigie ENT <alertes@ent.ville.fr>"), "ent.ville.fr");
+        assert_eq!(sender_domain("nobody"), "vigie.invalid");
+    }
+
+    #[test]
+    fn durations_in_french() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        assert_eq!(duration_fr(t("2025-04-07T12:00:00Z"), t("2025-04-07T12:03:20Z")), "3 min");
+        assert_eq!(duration_fr(t("2025-04-07T12:00:00Z"), t("2025-04-07T13:12:00Z")), "1 h 12 min");
+        assert_eq!(duration_fr(t("2025-04-07T12:00:00Z"), t("2025-04-09T16:00:00Z")), "2 j 4 h");
+    }
+}

@@ -1,0 +1,105 @@
+//! The SQLite schema shared by the alert store and the outbox, and how values are stored.
+//!
+//! Alerts and their emails live in ONE file so that firing an alert and queueing its email
+//! happen in one transaction: a crash can never leave an alert without its email or the
+//! reverse. Instants are stored as INTEGER milliseconds since the Unix epoch (UTC), which keeps
+//! `WHERE next_attempt_at <= ?` comparisons exact; enums are stored as their serde names.
+
+use std::path::Path;
+
+use jiff::Timestamp;
+use rusqlite::Connection;
+
+use crate::AlertError;
+
+/// `MIGRATIONS[i]` brings the schema to version `i + 1`. Never edit a released entry: append.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE alert (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    title TEXT NOT NULL,
+    description TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    cctp_class TEXT NOT NULL,
+    mitre TEXT,
+    state TEXT NOT NULL CHECK (state IN ('firing', 'resolved')),
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    resolved_at INTEGER,
+    count INTEGER NOT NULL,
+    last_evidence TEXT NOT NULL,
+    source_ip TEXT,
+    user_name TEXT,
+    -- when the last firing or reminder email was queued; NULL while silenced since firing
+    last_notified_at INTEGER,
+    -- reminders queued so far; numbers the reminders' Message-IDs
+    repeats INTEGER NOT NULL DEFAULT 0
+);
+-- at most one firing alert per group: the dedup invariant, enforced by SQLite itself
+CREATE UNIQUE INDEX alert_firing_group ON alert (rule, key) WHERE state = 'firing';
+CREATE INDEX alert_state_last_seen ON alert (state, last_seen);
+
+-- detection ids already ingested, so that a replay after a crash changes nothing
+CREATE TABLE seen_detection (
+    id TEXT PRIMARY KEY,
+    alert_id INTEGER NOT NULL REFERENCES alert (id),
+    ingested_at INTEGER NOT NULL
+);
+CREATE INDEX seen_detection_ingested_at ON seen_detection (ingested_at);
+
+CREATE TABLE silence (
+    id INTEGER PRIMARY KEY,
+    rule TEXT,
+    key TEXT,
+    created_at INTEGER NOT NULL,
+    until INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,
+    in_reply_to TEXT,
+    alert_id INTEGER REFERENCES alert (id),
+    sender TEXT NOT NULL,
+    recipients TEXT NOT NULL, -- JSON array of addresses
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    finished_at INTEGER
+);
+CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+"#];
+
+/// Opens the alerting database, creating or migrating it.
+pub(crate) fn open(path: &Path) -> Result<Connection, AlertError> {
+    Ok(collector::open_sqlite(path, MIGRATIONS)?)
+}
+
+pub(crate) fn to_ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+pub(crate) fn from_ms(ms: i64) -> Result<Timestamp, AlertError> {
+    Timestamp::from_millisecond(ms).map_err(|e| AlertError::Corrupt(format!("instant {ms}: {e}")))
+}
+
+/// An enum's serde name (`"critical"`), the form it is stored in.
+pub(crate) fn enum_to_sql<T: serde::Serialize>(value: &T) -> Result<String, AlertError> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => Ok(s),
+        Ok(other) => Err(AlertError::Corrupt(format!("enum stored as a non-string: {other}"))),
+        Err(e) => Err(AlertError::Corrupt(e.to_string())),
+    }
+}
+
+pub(crate) fn enum_from_sql<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, AlertError> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|e| AlertError::Corrupt(format!("unknown stored value {s:?}: {e}")))
+}

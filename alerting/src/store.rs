@@ -1,0 +1,787 @@
+//! The alert lifecycle: detections grouped into alerts that fire, repeat and resolve.
+//!
+//! A group is `(rule, key)`. The first detection of a group opens a firing alert and queues
+//! its email in the same transaction; later detections only count. `tick` resolves alerts
+//! that stayed quiet for `resolve_after` and queues reminders every `repeat_every`. Every
+//! method takes the current instant, so tests drive the clock.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::AlertError;
+use crate::compose::{Notification, compose};
+use crate::outbox::enqueue_on;
+use crate::schema::{self, enum_from_sql, enum_to_sql, from_ms, to_ms};
+use analyzer::{CctpClass, Detection, Severity};
+
+/// How long a detection id is remembered for idempotent replay. A source replays at most
+/// what it had not acknowledged; a month is far beyond any checkpoint or Kafka lag.
+const DETECTION_MEMORY: SignedDuration = SignedDuration::from_hours(30 * 24);
+
+/// Who is told, and when.
+#[derive(Debug, Clone)]
+pub struct AlertPolicy {
+    /// An alert with no new detection for this long is resolved.
+    pub resolve_after: Duration,
+    /// A still-firing alert is notified again this often.
+    pub repeat_every: Duration,
+    /// The on-call addresses every alert email goes to.
+    pub on_call: Vec<String>,
+    /// The sender address (`Vigie <vigie@ville.fr>` or `vigie@ville.fr`).
+    pub from: String,
+    /// The zone dates are written in (Europe/Paris).
+    pub time_zone: TimeZone,
+}
+
+impl AlertPolicy {
+    /// Checks every setting and reports all problems at once.
+    pub fn validate(&self) -> Result<(), AlertError> {
+        let mut problems = Vec::new();
+        if self.resolve_after.is_zero() {
+            problems.push("resolve_after must be longer than zero".to_owned());
+        }
+        if self.repeat_every.is_zero() {
+            problems.push("repeat_every must be longer than zero".to_owned());
+        }
+        if self.on_call.is_empty() {
+            problems.push("on_call lists no address: nobody would be told of an alert".to_owned());
+        }
+        if let Err(e) = self.from.parse::<lettre::message::Mailbox>() {
+            problems.push(format!("from {:?} is not an email address ({e})", self.from));
+        }
+        for address in &self.on_call {
+            if let Err(e) = address.parse::<lettre::message::Mailbox>() {
+                problems.push(format!("on_call address {address:?} is not an email address ({e})"));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(AlertError::InvalidPolicy(problems.join("; "))) }
+    }
+}
+
+/// Where an alert is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+impl AlertState {
+    fn as_sql(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+
+    fn from_sql(s: &str) -> Result<Self, AlertError> {
+        match s {
+            "firing" => Ok(AlertState::Firing),
+            "resolved" => Ok(AlertState::Resolved),
+            other => Err(AlertError::Corrupt(format!("unknown alert state {other:?}"))),
+        }
+    }
+}
+
+/// One alert: a group of detections of the same rule about the same thing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub id: i64,
+    pub rule: String,
+    pub key: String,
+    pub title: String,
+    pub description: String,
+    /// The highest severity seen in the group.
+    pub severity: Severity,
+    pub cctp_class: CctpClass,
+    pub mitre: Option<String>,
+    pub state: AlertState,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+    pub count: u64,
+    pub last_evidence: String,
+    pub source_ip: Option<IpAddr>,
+    pub user_name: Option<String>,
+}
+
+/// Which alerts [`AlertStore::alerts`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertFilter {
+    /// Only alerts in this state; `None` for all.
+    pub state: Option<AlertState>,
+    /// At most this many, most recently seen first.
+    pub limit: usize,
+}
+
+impl Default for AlertFilter {
+    fn default() -> Self {
+        AlertFilter { state: None, limit: 100 }
+    }
+}
+
+/// What a silence matches: exact rule and/or exact key. At least one must be set.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SilenceMatcher {
+    pub rule: Option<String>,
+    pub key: Option<String>,
+}
+
+/// A recorded silence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Silence {
+    pub id: i64,
+    pub matcher: SilenceMatcher,
+    pub created_at: Timestamp,
+    pub until: Timestamp,
+    pub created_by: String,
+    pub reason: String,
+}
+
+/// What a [`AlertStore::tick`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TickReport {
+    pub resolved: usize,
+    pub reminders_queued: usize,
+    /// Firing alerts whose silence ended, notified now for the first time.
+    pub notified_after_silence: usize,
+}
+
+/// The alert database (alerts, detection ids, silences and the outbox, in one SQLite file).
+#[derive(Debug)]
+pub struct AlertStore {
+    conn: Connection,
+    policy: AlertPolicy,
+}
+
+const ALERT_COLUMNS: &str = "id, rule, key, title, description, severity, cctp_class, mitre, \
+                             state, first_seen, last_seen, resolved_at, count, last_evidence, \
+                             source_ip, user_name";
+
+/// SQL condition true when an active silence matches the alert row `a` at `?now`.
+const SILENCED: &str = "EXISTS (SELECT 1 FROM silence s WHERE s.until > :now
+                        AND (s.rule IS NULL OR s.rule = a.rule)
+                        AND (s.key IS NULL OR s.key = a.key))";
+
+fn alert_from_row(r: &rusqlite::Row<'_>) -> Result<Alert, AlertError> {
+    let source_ip: Option<String> = r.get(14)?;
+    let source_ip = source_ip
+        .map(|s| s.parse::<IpAddr>().map_err(|e| AlertError::Corrupt(format!("source ip {s:?}: {e}"))))
+        .transpose()?;
+    Ok(Alert {
+        id: r.get(0)?,
+        rule: r.get(1)?,
+        key: r.get(2)?,
+        title: r.get(3)?,
+        description: r.get(4)?,
+        severity: enum_from_sql(&r.get::<_, String>(5)?)?,
+        cctp_class: enum_from_sql(&r.get::<_, String>(6)?)?,
+        mitre: r.get(7)?,
+        state: AlertState::from_sql(&r.get::<_, String>(8)?)?,
+        first_seen: from_ms(r.get(9)?)?,
+        last_seen: from_ms(r.get(10)?)?,
+        resolved_at: r.get::<_, Option<i64>>(11)?.map(from_ms).transpose()?,
+        count: u64::try_from(r.get::<_, i64>(12)?).unwrap_or(0),
+        last_evidence: r.get(13)?,
+        source_ip,
+        user_name: r.get(15)?,
+    })
+}
+
+fn load_alert(tx: &Connection, id: i64) -> Result<Alert, AlertError> {
+    let sql = format!("SELECT {ALERT_COLUMNS} FROM alert WHERE id = ?1");
+    let mut stmt = tx.prepare(&sql)?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(row) => alert_from_row(row),
+        None => Err(AlertError::Corrupt(format!("alert {id} vanished"))),
+    }
+}
+
+/// Ids of alerts selected by `sql`, which names the alert table `a` and may bind `:now` and
+/// `:extra` (a duration in milliseconds).
+fn alert_ids(tx: &Connection, sql: &str, now: Timestamp, extra: i64) -> Result<Vec<i64>, AlertError> {
+    let mut stmt = tx.prepare(sql)?;
+    for (name, value) in [(":now", to_ms(now)), (":extra", extra)] {
+        if let Some(index) = stmt.parameter_index(name)? {
+            stmt.raw_bind_parameter(index, value)?;
+        }
+    }
+    let mut rows = stmt.raw_query();
+    let mut ids = Vec::new();
+    while let Some(row) = rows.next()? {
+        ids.push(row.get(0)?);
+    }
+    Ok(ids)
+}
+
+fn is_silenced(tx: &Connection, rule: &str, key: &str, now: Timestamp) -> Result<bool, AlertError> {
+    let sql = format!("SELECT {SILENCED} FROM (SELECT :rule AS rule, :key AS key) a");
+    Ok(tx.query_row(&sql, rusqlite::named_params! {":now": to_ms(now), ":rule": rule, ":key": key}, |r| r.get(0))?)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl AlertStore {
+    /// Opens (or creates) the alert database at `path`; `policy` is validated first.
+    pub fn open(path: &Path, policy: AlertPolicy) -> Result<AlertStore, AlertError> {
+        policy.validate()?;
+        Ok(AlertStore { conn: schema::open(path)?, policy })
+    }
+
+    pub fn policy(&self) -> &AlertPolicy {
+        &self.policy
+    }
+
+    /// Records `detections` in one transaction and returns how many new alerts fired.
+    ///
+    /// A detection id seen before is ignored, so a replay after a crash changes nothing. The
+    /// first detection of a `(rule, key)` group opens a firing alert and queues its email in
+    /// the same transaction (unless a silence matches); later ones only update the count.
+    pub fn ingest(&mut self, detections: &[Detection], now: Timestamp) -> Result<usize, AlertError> {
+        let tx = self.conn.transaction()?;
+        let mut fired = 0;
+        for d in detections {
+            let seen: Option<i64> =
+                tx.query_row("SELECT 1 FROM seen_detection WHERE id = ?1", [&d.id], |r| r.get(0)).optional()?;
+            if seen.is_some() {
+                tracing::debug!(detection = %d.id, "detection already ingested");
+                continue;
+            }
+            let open: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM alert WHERE rule = ?1 AND key = ?2 AND state = 'firing'",
+                    params![d.rule, d.key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let alert_id = match open {
+                Some(id) => {
+                    update_alert(&tx, id, d)?;
+                    id
+                }
+                None => {
+                    fired += 1;
+                    open_alert(&tx, d, &self.policy, now)?
+                }
+            };
+            tx.execute(
+                "INSERT INTO seen_detection (id, alert_id, ingested_at) VALUES (?1, ?2, ?3)",
+                params![d.id, alert_id, to_ms(now)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(fired)
+    }
+
+    /// Resolves quiet alerts (with a "résolu" email), queues reminders for alerts still
+    /// firing, notifies alerts whose silence ended, and forgets old detection ids.
+    pub fn tick(&mut self, now: Timestamp) -> Result<TickReport, AlertError> {
+        let tx = self.conn.transaction()?;
+        let mut report = TickReport::default();
+
+        // Quiet alerts end now; the on-call hears of the end only if they heard of the start
+        // and no silence covers the alert today.
+        let quiet = {
+            let sql = format!(
+                "SELECT a.id, (a.last_notified_at IS NOT NULL AND NOT {SILENCED}) FROM alert a
+                 WHERE a.state = 'firing' AND a.last_seen <= :now - :extra ORDER BY a.id"
+            );
+            let mut stmt = tx.prepare(&sql)?;
+            let params = rusqlite::named_params! {
+                ":now": to_ms(now),
+                ":extra": millis(self.policy.resolve_after),
+            };
+            stmt.query_map(params, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        for &(id, notify) in &quiet {
+            tx.execute("UPDATE alert SET state = 'resolved', resolved_at = ?2 WHERE id = ?1", params![id, to_ms(now)])?;
+            if notify {
+                let alert = load_alert(&tx, id)?;
+                enqueue_on(&tx, &compose(&alert, Notification::Resolved, &self.policy, now), now)?;
+            }
+            tracing::info!(alert = id, notify, "alert resolved");
+        }
+        report.resolved = quiet.len();
+
+        let unsilenced = alert_ids(
+            &tx,
+            &format!(
+                "SELECT a.id FROM alert a WHERE a.state = 'firing' AND a.last_notified_at IS NULL
+                 AND NOT {SILENCED}"
+            ),
+            now,
+            0,
+        )?;
+        for id in &unsilenced {
+            let alert = load_alert(&tx, *id)?;
+            enqueue_on(&tx, &compose(&alert, Notification::Firing, &self.policy, now), now)?;
+            tx.execute("UPDATE alert SET last_notified_at = ?2 WHERE id = ?1", params![id, to_ms(now)])?;
+        }
+        report.notified_after_silence = unsilenced.len();
+
+        let due = alert_ids(
+            &tx,
+            &format!(
+                "SELECT a.id FROM alert a WHERE a.state = 'firing'
+                 AND a.last_notified_at <= :now - :extra AND NOT {SILENCED}"
+            ),
+            now,
+            millis(self.policy.repeat_every),
+        )?;
+        for id in &due {
+            let repeats: i64 = tx.query_row("SELECT repeats + 1 FROM alert WHERE id = ?1", [id], |r| r.get(0))?;
+            let alert = load_alert(&tx, *id)?;
+            let n = u32::try_from(repeats).unwrap_or(u32::MAX);
+            enqueue_on(&tx, &compose(&alert, Notification::Reminder(n), &self.policy, now), now)?;
+            tx.execute(
+                "UPDATE alert SET last_notified_at = ?2, repeats = ?3 WHERE id = ?1",
+                params![id, to_ms(now), repeats],
+            )?;
+        }
+        report.reminders_queued = due.len();
+
+        let horizon = now.checked_sub(DETECTION_MEMORY).unwrap_or(Timestamp::MIN);
+        tx.execute("DELETE FROM seen_detection WHERE ingested_at < ?1", [to_ms(horizon)])?;
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// Alerts matching `filter`, most recently seen first.
+    pub fn alerts(&self, filter: AlertFilter) -> Result<Vec<Alert>, AlertError> {
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alert WHERE (?1 IS NULL OR state = ?1)
+             ORDER BY last_seen DESC, id DESC LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query(params![filter.state.map(AlertState::as_sql), limit])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(alert_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    /// Silences alerts matching `matcher` until `until`: they are still recorded, but no
+    /// email is sent for them while the silence lasts. Returns the silence's id.
+    pub fn silence(
+        &mut self,
+        matcher: &SilenceMatcher,
+        until: Timestamp,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<i64, AlertError> {
+        if matcher.rule.is_none() && matcher.key.is_none() {
+            return Err(AlertError::EmptySilence);
+        }
+        if until <= now {
+            return Err(AlertError::InvalidPolicy(format!(
+                "a silence must end in the future (until {until}, now {now})"
+            )));
+        }
+        self.conn.execute(
+            "INSERT INTO silence (rule, key, created_at, until, created_by, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![matcher.rule, matcher.key, to_ms(now), to_ms(until), by, reason],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        tracing::info!(silence = id, rule = ?matcher.rule, key = ?matcher.key, by, reason, "silence created");
+        Ok(id)
+    }
+
+    /// Ends a silence now. Returns whether it was still active.
+    pub fn expire_silence(&mut self, id: i64, now: Timestamp) -> Result<bool, AlertError> {
+        let changed =
+            self.conn.execute("UPDATE silence SET until = ?2 WHERE id = ?1 AND until > ?2", params![id, to_ms(now)])?;
+        Ok(changed == 1)
+    }
+
+    /// The silences active at `now`.
+    pub fn silences(&self, now: Timestamp) -> Result<Vec<Silence>, AlertError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, rule, key, created_at, until, created_by, reason FROM silence
+             WHERE until > ?1 ORDER BY id",
+        )?;
+        let mut rows = stmt.query([to_ms(now)])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(Silence {
+                id: r.get(0)?,
+                matcher: SilenceMatcher { rule: r.get(1)?, key: r.get(2)? },
+                created_at: from_ms(r.get(3)?)?,
+                until: from_ms(r.get(4)?)?,
+                created_by: r.get(5)?,
+                reason: r.get(6)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Opens a firing alert for the first detection of a group and, unless silenced, queues its
+/// email in the caller's transaction.
+fn open_alert(tx: &Transaction<'_>, d: &Detection, policy: &AlertPolicy, now: Timestamp) -> Result<i64, AlertError> {
+    let silenced = is_silenced(tx, &d.rule, &d.key, now)?;
+    tx.execute(
+        "INSERT INTO alert (rule, key, title, description, severity, cctp_class, mitre, state,
+                            first_seen, last_seen, count, last_evidence, source_ip, user_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'firing', ?8, ?8, 1, ?9, ?10, ?11)",
+        params![
+            d.rule,
+            d.key,
+            d.title,
+            d.description,
+            enum_to_sql(&d.severity)?,
+            enum_to_sql(&d.cctp_class)?,
+            d.mitre,
+            to_ms(d.timestamp),
+            d.evidence,
+            d.source_ip.map(|ip| ip.to_string()),
+            d.user_name
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    if silenced {
+        tracing::info!(alert = id, rule = %d.rule, key = %d.key, "alert fired while silenced");
+    } else {
+        let alert = load_alert(tx, id)?;
+        enqueue_on(tx, &compose(&alert, Notification::Firing, policy, now), now)?;
+        tx.execute("UPDATE alert SET last_notified_at = ?2 WHERE id = ?1", params![id, to_ms(now)])?;
+        tracing::info!(alert = id, rule = %d.rule, key = %d.key, "alert fired");
+    }
+    Ok(id)
+}
+
+/// Counts one more detection in an open alert. Evidence, IP and account follow the latest
+/// detection; the severity keeps the highest seen.
+fn update_alert(tx: &Transaction<'_>, id: i64, d: &Detection) -> Result<(), AlertError> {
+    let current = load_alert(tx, id)?;
+    let newer = d.timestamp >= current.last_seen;
+    let severity = if rank(d.severity) > rank(current.severity) { d.severity } else { current.severity };
+    tx.execute(
+        "UPDATE alert SET count = count + 1, last_seen = ?2, severity = ?3,
+                          last_evidence = ?4, source_ip = ?5, user_name = ?6
+         WHERE id = ?1",
+        params![
+            id,
+            to_ms(current.last_seen.max(d.timestamp)),
+            enum_to_sql(&severity)?,
+            if newer { &d.evidence } else { &current.last_evidence },
+            if newer { d.source_ip.or(current.source_ip) } else { current.source_ip }.map(|ip| ip.to_string()),
+            if newer { d.user_name.as_ref().or(current.user_name.as_ref()) } else { current.user_name.as_ref() },
+        ],
+    )?;
+    Ok(())
+}
+
+fn rank(severity: Severity) -> u8 {
+    match severity {
+        Severity::Info => 0,
+        Severity::Warning => 1,
+        Severity::Critical => 2,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::outbox::{Outbox, OutboxEntry, OutboxState};
+
+    pub(crate) fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    pub(crate) fn policy() -> AlertPolicy {
+        AlertPolicy {
+            resolve_after: Duration::from_secs(15 * 60),
+            repeat_every: Duration::from_secs(4 * 3600),
+            on_call: vec!["astreinte@ent.ville.test".into()],
+            from: "Vigie <vigie@ent.ville.test>".into(),
+            time_zone: TimeZone::get("Europe/Paris").unwrap(),
+        }
+    }
+
+    /// A brute-force detection against `ip`, numbered `n`, at `at`.
+    pub(crate) fn detection(n: u32, ip: &str, at: &str) -> Detection {
+        Detection {
+            id: format!("brute_force:apache-main:{n}"),
+            rule: "brute_force".into(),
+            title: "Force brute sur la connexion ENT".into(),
+            description: "Nombreux échecs de connexion depuis une même adresse.".into(),
+            severity: Severity::Critical,
+            cctp_class: CctpClass::SecuriteMineure,
+            mitre: Some("T1110".into()),
+            timestamp: t(at),
+            source_ip: Some(ip.parse().unwrap()),
+            user_name: Some("jdupont".into()),
+            key: format!("source.ip={ip}"),
+            evidence: format!("{} échecs de connexion en 5 min", 40 + n),
+            event_id: collector::EventId::at("apache-main", u64::from(n)),
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: AlertStore,
+        outbox: Outbox,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.sqlite");
+        let store = AlertStore::open(&path, policy()).unwrap();
+        let outbox = Outbox::open(&path).unwrap();
+        Fixture { _dir: dir, store, outbox }
+    }
+
+    fn queued(outbox: &Outbox) -> Vec<OutboxEntry> {
+        let mut v = outbox.entries(OutboxState::Queued, 100).unwrap();
+        v.reverse();
+        v
+    }
+
+    fn firing(store: &AlertStore) -> Vec<Alert> {
+        store.alerts(AlertFilter { state: Some(AlertState::Firing), limit: 10 }).unwrap()
+    }
+
+    #[test]
+    fn first_detection_fires_and_queues_one_email_later_ones_only_count() {
+        let mut f = fixture();
+        let now = t("2025-04-07T12:30:00Z");
+        let fired = f
+            .store
+            .ingest(
+                &[
+                    detection(1, "203.0.113.9", "2025-04-07T12:29:00Z"),
+                    detection(2, "203.0.113.9", "2025-04-07T12:29:30Z"),
+                    detection(3, "198.51.100.7", "2025-04-07T12:29:40Z"),
+                ],
+                now,
+            )
+            .unwrap();
+        assert_eq!(fired, 2, "two groups");
+        let fired = f.store.ingest(&[detection(4, "203.0.113.9", "2025-04-07T12:30:00Z")], now).unwrap();
+        assert_eq!(fired, 0, "known group: deduplicated");
+
+        let alerts = firing(&f.store);
+        let brute = alerts.iter().find(|a| a.key == "source.ip=203.0.113.9").unwrap();
+        assert_eq!(brute.count, 3);
+        assert_eq!(brute.first_seen, t("2025-04-07T12:29:00Z"));
+        assert_eq!(brute.last_seen, t("2025-04-07T12:30:00Z"));
+        assert_eq!(brute.last_evidence, "44 échecs de connexion en 5 min");
+        assert_eq!(brute.state, AlertState::Firing);
+        assert_eq!(brute.cctp_class, CctpClass::SecuriteMineure);
+
+        let emails = queued(&f.outbox);
+        assert_eq!(emails.len(), 2, "one email per new group");
+        let email = &emails[0].email;
+        assert_eq!(email.subject, "[Vigie] CRITIQUE — Force brute sur la connexion ENT (203.0.113.9)");
+        assert_eq!(email.to, vec!["astreinte@ent.ville.test".to_owned()]);
+        assert_eq!(email.alert_id, Some(brute.id));
+        assert!(email.message_id.ends_with("firing@ent.ville.test>"), "{}", email.message_id);
+        for expected in [
+            "Force brute sur la connexion ENT",
+            "Nombreux échecs de connexion",
+            "Adresse IP source : 203.0.113.9",
+            "Compte : jdupont",
+            "Première détection : lundi 7 avril 2025, 14 h 29",
+            "Nombre de détections : 1",
+            "faille de sécurité mineure, résolution sous 15 jours ouvrés",
+            "MITRE ATT&CK : T1110",
+            "41 échecs de connexion en 5 min",
+            &format!("Identifiant de l'alerte : {}", brute.id),
+        ] {
+            assert!(email.body.contains(expected), "missing {expected:?} in\n{}", email.body);
+        }
+    }
+
+    #[test]
+    fn replaying_a_batch_changes_nothing() {
+        let mut f = fixture();
+        let now = t("2025-04-07T12:30:00Z");
+        let batch =
+            [detection(1, "203.0.113.9", "2025-04-07T12:29:00Z"), detection(2, "203.0.113.9", "2025-04-07T12:29:30Z")];
+        assert_eq!(f.store.ingest(&batch, now).unwrap(), 1);
+        // A crash before the source's checkpoint: the same batch comes again, even later.
+        assert_eq!(f.store.ingest(&batch, t("2025-04-07T12:40:00Z")).unwrap(), 0);
+        let alerts = firing(&f.store);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].count, 2);
+        assert_eq!(queued(&f.outbox).len(), 1);
+    }
+
+    #[test]
+    fn quiet_alert_resolves_with_an_email_and_a_new_detection_opens_a_new_alert() {
+        let mut f = fixture();
+        f.store.ingest(&[detection(1, "203.0.113.9", "2025-04-07T12:29:00Z")], t("2025-04-07T12:29:05Z")).unwrap();
+        assert_eq!(
+            f.store.tick(t("2025-04-07T12:43:59Z")).unwrap(),
+            TickReport::default(),
+            "not yet quiet long enough"
+        );
+        let report = f.store.tick(t("2025-04-07T12:44:00Z")).unwrap();
+        assert_eq!(report.resolved, 1);
+        assert!(firing(&f.store).is_empty());
+        let resolved = f.store.alerts(AlertFilter { state: Some(AlertState::Resolved), limit: 10 }).unwrap();
+        assert_eq!(resolved[0].resolved_at, Some(t("2025-04-07T12:44:00Z")));
+
+        let emails = queued(&f.outbox);
+        assert_eq!(emails.len(), 2);
+        let done = &emails[1].email;
+        assert_eq!(done.subject, "[Vigie] RÉSOLU — Force brute sur la connexion ENT (203.0.113.9)");
+        assert_eq!(done.in_reply_to.as_ref(), Some(&emails[0].email.message_id), "threads under the alert");
+        assert!(done.body.contains("plus aucune détection depuis 15 min"), "{}", done.body);
+        assert!(done.body.contains("Résolue : lundi 7 avril 2025, 14 h 44"), "{}", done.body);
+        assert_eq!(f.store.tick(t("2025-04-07T13:00:00Z")).unwrap().resolved, 0, "resolved once");
+
+        let fired =
+            f.store.ingest(&[detection(2, "203.0.113.9", "2025-04-07T13:10:00Z")], t("2025-04-07T13:10:00Z")).unwrap();
+        assert_eq!(fired, 1, "the group fires again as a new alert");
+        assert_eq!(f.store.alerts(AlertFilter::default()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn still_firing_alert_is_reminded_every_repeat_interval() {
+        let mut f = fixture();
+        let start = t("2025-04-07T08:00:00Z");
+        f.store.ingest(&[detection(1, "203.0.113.9", "2025-04-07T08:00:00Z")], start).unwrap();
+        // Detections keep coming every 10 minutes for 9 hours: never quiet, so never resolved.
+        let mut reminders = 0;
+        for step in 1..=54u32 {
+            let now = start.checked_add(SignedDuration::from_mins(i64::from(step) * 10)).unwrap();
+            f.store.ingest(&[detection(1 + step, "203.0.113.9", &now.to_string())], now).unwrap();
+            let report = f.store.tick(now).unwrap();
+            assert_eq!(report.resolved, 0);
+            reminders += report.reminders_queued;
+        }
+        assert_eq!(reminders, 2, "at 4 h and 8 h");
+        let emails = queued(&f.outbox);
+        let subjects: Vec<&str> = emails.iter().map(|e| e.email.subject.as_str()).collect();
+        assert_eq!(
+            subjects,
+            [
+                "[Vigie] CRITIQUE — Force brute sur la connexion ENT (203.0.113.9)",
+                "[Vigie] RAPPEL CRITIQUE — Force brute sur la connexion ENT (203.0.113.9)",
+                "[Vigie] RAPPEL CRITIQUE — Force brute sur la connexion ENT (203.0.113.9)",
+            ]
+        );
+        assert_ne!(emails[1].email.message_id, emails[2].email.message_id, "each reminder its own id");
+        assert!(emails[2].email.body.contains("Nombre de détections : 49"), "{}", emails[2].email.body);
+        assert_eq!(firing(&f.store)[0].count, 55);
+    }
+
+    #[test]
+    fn silenced_alerts_are_recorded_but_not_emailed_until_the_silence_ends() {
+        let mut f = fixture();
+        let now = t("2025-04-07T12:00:00Z");
+        let matcher = SilenceMatcher { rule: Some("brute_force".into()), key: None };
+        let until = t("2025-04-07T14:00:00Z");
+        let id = f.store.silence(&matcher, until, "m.martin", "test de charge prévu", now).unwrap();
+        assert_eq!(f.store.silences(now).unwrap()[0].id, id);
+
+        let fired =
+            f.store.ingest(&[detection(1, "203.0.113.9", "2025-04-07T12:05:00Z")], t("2025-04-07T12:05:00Z")).unwrap();
+        assert_eq!(fired, 1, "recorded");
+        assert_eq!(firing(&f.store).len(), 1);
+        assert!(queued(&f.outbox).is_empty(), "but not emailed");
+        for minute in [10, 20, 30] {
+            let at = format!("2025-04-07T13:{minute}:00Z");
+            f.store.ingest(&[detection(minute, "203.0.113.9", &at)], t(&at)).unwrap();
+            f.store.tick(t(&at)).unwrap();
+        }
+        assert!(queued(&f.outbox).is_empty(), "no reminder while silenced");
+
+        let at = t("2025-04-07T14:00:00Z");
+        f.store.ingest(&[detection(99, "203.0.113.9", "2025-04-07T14:00:00Z")], at).unwrap();
+        let report = f.store.tick(at).unwrap();
+        assert_eq!(report.notified_after_silence, 1, "the silence ended: tell the on-call now");
+        let emails = queued(&f.outbox);
+        assert_eq!(emails.len(), 1);
+        assert!(emails[0].email.subject.starts_with("[Vigie] CRITIQUE"));
+        assert!(emails[0].email.body.contains("Nombre de détections : 5"));
+    }
+
+    #[test]
+    fn an_alert_silenced_from_start_to_end_resolves_without_any_email() {
+        let mut f = fixture();
+        let now = t("2025-04-07T12:00:00Z");
+        let matcher = SilenceMatcher { rule: None, key: Some("source.ip=203.0.113.9".into()) };
+        f.store.silence(&matcher, t("2025-04-08T00:00:00Z"), "m.martin", "scanner autorisé", now).unwrap();
+        f.store.ingest(&[detection(1, "203.0.113.9", "2025-04-07T12:00:00Z")], now).unwrap();
+        f.store.ingest(&[detection(2, "198.51.100.7", "2025-04-07T12:00:00Z")], now).unwrap();
+        assert_eq!(queued(&f.outbox).len(), 1, "only the other key is emailed");
+        let report = f.store.tick(t("2025-04-07T13:00:00Z")).unwrap();
+        assert_eq!(report.resolved, 2);
+        let subjects: Vec<String> = queued(&f.outbox).into_iter().map(|e| e.email.subject).collect();
+        assert_eq!(subjects.len(), 2, "{subjects:?}");
+        assert!(subjects[1].contains("RÉSOLU") && subjects[1].contains("198.51.100.7"), "{subjects:?}");
+    }
+
+    #[test]
+    fn silences_are_validated_and_can_be_expired() {
+        let mut f = fixture();
+        let now = t("2025-04-07T12:00:00Z");
+        let err = f.store.silence(&SilenceMatcher::default(), t("2025-04-08T00:00:00Z"), "x", "y", now).unwrap_err();
+        assert!(matches!(err, AlertError::EmptySilence), "{err}");
+        let matcher = SilenceMatcher { rule: Some("brute_force".into()), key: None };
+        assert!(f.store.silence(&matcher, now, "x", "y", now).is_err(), "must end in the future");
+        let id = f.store.silence(&matcher, t("2025-04-08T00:00:00Z"), "x", "y", now).unwrap();
+        assert!(f.store.expire_silence(id, t("2025-04-07T12:10:00Z")).unwrap());
+        assert!(!f.store.expire_silence(id, t("2025-04-07T12:20:00Z")).unwrap(), "already over");
+        assert!(f.store.silences(t("2025-04-07T12:10:00Z")).unwrap().is_empty());
+        f.store.ingest(&[detection(1, "203.0.113.9", "2025-04-07T12:15:00Z")], t("2025-04-07T12:15:00Z")).unwrap();
+        assert_eq!(queued(&f.outbox).len(), 1, "emailed once the silence is expired");
+    }
+
+    #[test]
+    fn severity_escalates_and_state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.sqlite");
+        let now = t("2025-04-07T12:00:00Z");
+        let mut low = detection(1, "203.0.113.9", "2025-04-07T12:00:00Z");
+        low.severity = Severity::Warning;
+        low.source_ip = None;
+        {
+            let mut store = AlertStore::open(&path, policy()).unwrap();
+            store.ingest(&[low, detection(2, "203.0.113.9", "2025-04-07T12:01:00Z")], now).unwrap();
+        }
+        let store = AlertStore::open(&path, policy()).unwrap();
+        let alerts = store.alerts(AlertFilter::default()).unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].severity, Severity::Critical);
+        assert_eq!(alerts[0].source_ip, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(alerts[0].mitre.as_deref(), Some("T1110"));
+    }
+
+    #[test]
+    fn invalid_policy_reports_every_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = policy();
+        p.on_call = vec!["astreinte@ville.test".into(), "pas une adresse".into()];
+        p.from = "vigie".into();
+        p.resolve_after = Duration::ZERO;
+        let err = AlertStore::open(&dir.path().join("a.sqlite"), p).unwrap_err().to_string();
+        for part in ["resolve_after", "\"pas une adresse\"", "from \"vigie\""] {
+            assert!(err.contains(part), "{part} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn old_detection_ids_are_forgotten_after_a_month() {
+        let mut f = fixture();
+        let now = t("2025-04-07T12:00:00Z");
+        f.store.ingest(&[detection(1, "203.0.113.9", "2025-04-07T12:00:00Z")], now).unwrap();
+        f.store.tick(t("2025-05-08T12:00:00Z")).unwrap();
+        let n: i64 = f.store.conn.query_row("SELECT COUNT(*) FROM seen_detection", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+    }
+}
