@@ -81,11 +81,10 @@ pub async fn run_normalize(
             }
         };
         normalizer.metrics.stage_out(STAGE, events.len());
-        if let Some(newest) = events.iter().map(|e| e.timestamp).max() {
-            if let Some(first) = batch.items.first() {
-                let lag = jiff::Timestamp::now().duration_since(newest).as_secs();
-                normalizer.metrics.source_lag(&first.source, lag);
-            }
+        // A batch comes from one source, so its newest event tells that source's lag.
+        if let (Some(newest), Some(first)) = (events.iter().map(|e| e.timestamp).max(), batch.items.first()) {
+            let lag = jiff::Timestamp::now().duration_since(newest).as_secs();
+            normalizer.metrics.source_lag(&first.source, lag);
         }
         if let Err(mpsc::error::SendError(lost)) = output.send(Batch::new(events, batch.ack)).await {
             lost.ack.fail();

@@ -1,0 +1,417 @@
+//! Pieces every parser shares: the nom error type, the public `ParseError`, time and
+//! address helpers, and Apache/Nginx string unescaping.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use jiff::civil::DateTime;
+use jiff::tz::{Offset, TimeZone};
+use nom::IResult;
+use nom::Parser as _;
+use nom::bytes::complete::take_while_m_n;
+use nom::character::complete::{char, one_of};
+use nom::error::{ContextError, ErrorKind};
+
+/// Why a line could not be parsed: what was expected where.
+///
+/// The column is a 1-based byte offset into the line, so that an operator can put a caret
+/// under the spot in the dead-letter file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{dataset} line, column {column}: expected {expected}, found {found}")]
+pub struct ParseError {
+    dataset: &'static str,
+    column: usize,
+    expected: String,
+    found: String,
+}
+
+impl ParseError {
+    /// An error at byte `offset` (0-based) of `line`.
+    pub(crate) fn at(dataset: &'static str, line: &str, offset: usize, expected: impl Into<String>) -> Self {
+        let offset = offset.min(line.len());
+        let rest = line.get(offset..).unwrap_or("");
+        let found = if rest.is_empty() {
+            "end of line".to_owned()
+        } else {
+            let snippet: String = rest.chars().take(24).collect();
+            let ellipsis = if snippet.len() < rest.len() { "…" } else { "" };
+            format!("{snippet:?}{ellipsis}")
+        };
+        ParseError { dataset, column: offset + 1, expected: expected.into(), found }
+    }
+
+    /// Converts a nom failure on `line` (whose remaining input is a suffix of `line`).
+    pub(crate) fn from_nom(dataset: &'static str, line: &str, err: nom::Err<PErr<'_>>) -> Self {
+        match err {
+            nom::Err::Error(e) | nom::Err::Failure(e) => {
+                // Sub-parsers may run on a field cut out of the line: locate the failure by
+                // address when it lies inside the line, else treat it as a suffix.
+                let start = line.as_ptr() as usize;
+                let at = e.input.as_ptr() as usize;
+                let offset = if (start..=start + line.len()).contains(&at) {
+                    at - start
+                } else {
+                    line.len().saturating_sub(e.input.len())
+                };
+                ParseError::at(dataset, line, offset, e.expected)
+            }
+            // Every parser here works on complete input; keep a sensible message anyway.
+            nom::Err::Incomplete(_) => ParseError::at(dataset, line, line.len(), "more input"),
+        }
+    }
+
+    /// The parser that rejected the line (`apache.access`, `iptables.log`, ...).
+    pub fn dataset(&self) -> &'static str {
+        self.dataset
+    }
+
+    /// 1-based byte column where parsing stopped.
+    pub fn column(&self) -> usize {
+        self.column
+    }
+
+    /// What the parser expected at that column.
+    pub fn expected(&self) -> &str {
+        &self.expected
+    }
+}
+
+/// The nom error used by every parser: where it failed and a human description of what was
+/// expected there (set by `nom::error::context`, else derived from the nom error kind).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PErr<'a> {
+    pub(crate) input: &'a str,
+    pub(crate) expected: Cow<'static, str>,
+    has_context: bool,
+}
+
+impl<'a> PErr<'a> {
+    pub(crate) fn new(input: &'a str, expected: impl Into<Cow<'static, str>>) -> Self {
+        PErr { input, expected: expected.into(), has_context: true }
+    }
+}
+
+impl<'a> nom::error::ParseError<&'a str> for PErr<'a> {
+    fn from_error_kind(input: &'a str, kind: ErrorKind) -> Self {
+        PErr { input, expected: Cow::Owned(kind.description().to_owned()), has_context: false }
+    }
+
+    fn append(_input: &'a str, _kind: ErrorKind, other: Self) -> Self {
+        // The innermost failure says most precisely what was wrong.
+        other
+    }
+}
+
+impl<'a> ContextError<&'a str> for PErr<'a> {
+    fn add_context(_input: &'a str, ctx: &'static str, mut other: Self) -> Self {
+        // Keep the innermost context: "a port number" beats "a netfilter line".
+        if !other.has_context {
+            other.expected = Cow::Borrowed(ctx);
+            other.has_context = true;
+        }
+        other
+    }
+}
+
+pub(crate) type Res<'a, T> = IResult<&'a str, T, PErr<'a>>;
+
+/// Fails at `input` with a description of what was expected.
+pub(crate) fn fail<'a, T>(input: &'a str, expected: &'static str) -> Res<'a, T> {
+    Err(nom::Err::Error(PErr::new(input, expected)))
+}
+
+/// A civil date as (year, month, day) and a time of day as (hour, minute, second).
+pub(crate) type Ymd = (i16, i8, i8);
+pub(crate) type Hms = (i8, i8, i8);
+
+/// Parses `n` decimal digits exactly.
+pub(crate) fn digits_n<'a>(n: usize, what: &'static str) -> impl FnMut(&'a str) -> Res<'a, u32> {
+    move |input: &'a str| {
+        let (rest, d) = take_while_m_n(n, n, |c: char| c.is_ascii_digit())(input)
+            .map_err(|_: nom::Err<PErr<'a>>| nom::Err::Error(PErr::new(input, what)))?;
+        // At most 4 ASCII digits here, so this cannot overflow.
+        Ok((rest, d.bytes().fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'))))
+    }
+}
+
+/// Parses an English three-letter month abbreviation (`Jan` … `Dec`) to 1..=12.
+pub(crate) fn month(input: &str) -> Res<'_, i8> {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let Some(head) = input.get(..3) else {
+        return fail(input, "a month (Jan..Dec)");
+    };
+    match MONTHS.iter().position(|m| *m == head) {
+        Some(i) => Ok((&input[3..], i as i8 + 1)),
+        None => fail(input, "a month (Jan..Dec)"),
+    }
+}
+
+/// `hh:mm:ss` as three numbers.
+pub(crate) fn hms(input: &str) -> Res<'_, (i8, i8, i8)> {
+    let (rest, (h, _, m, _, s)) =
+        (digits_n(2, "an hour (hh)"), char(':'), digits_n(2, "minutes (mm)"), char(':'), digits_n(2, "seconds (ss)"))
+            .parse(input)?;
+    Ok((rest, (h as i8, m as i8, s as i8)))
+}
+
+/// A numeric UTC offset `+hhmm` / `-hhmm` (also accepts `+hh:mm`), in seconds.
+pub(crate) fn numeric_offset(input: &str) -> Res<'_, i32> {
+    let (rest, (sign, h, _, m)) =
+        (one_of("+-"), digits_n(2, "offset hours"), nom::combinator::opt(char(':')), digits_n(2, "offset minutes"))
+            .parse(input)
+            .map_err(|_: nom::Err<PErr<'_>>| nom::Err::Error(PErr::new(input, "a UTC offset such as +0200")))?;
+    let secs = (h * 3600 + m * 60) as i32;
+    if h > 25 {
+        return fail(input, "a UTC offset such as +0200");
+    }
+    Ok((rest, if sign == '-' { -secs } else { secs }))
+}
+
+/// Builds a civil date-time, reporting an impossible date (31 February) as a parse error.
+pub(crate) fn civil<'a>(
+    at: &'a str,
+    (year, month, day): (i16, i8, i8),
+    (h, m, s): (i8, i8, i8),
+    nanos: i32,
+) -> Result<DateTime, nom::Err<PErr<'a>>> {
+    DateTime::new(year, month, day, h, m, s, nanos).map_err(|_| nom::Err::Error(PErr::new(at, "a valid date and time")))
+}
+
+/// The instant of a civil time written with an explicit offset.
+pub(crate) fn at_offset<'a>(at: &'a str, dt: DateTime, offset_secs: i32) -> Result<Timestamp, nom::Err<PErr<'a>>> {
+    let offset = Offset::from_seconds(offset_secs).map_err(|_| nom::Err::Error(PErr::new(at, "a valid UTC offset")))?;
+    offset.to_timestamp(dt).map_err(|_| nom::Err::Error(PErr::new(at, "a time within the supported range")))
+}
+
+/// The Common Log Format time `10/Oct/2000:13:55:36 -0700` (Apache `%t` without its
+/// brackets, Nginx `$time_local`): the instant and the offset it was written with.
+pub(crate) fn clf_time(input: &str) -> Res<'_, (Timestamp, i32)> {
+    let start = input;
+    let (rest, (day, _, mon, _, year, _, time, _, off)) = (
+        digits_n(2, "a day of month (dd)"),
+        char('/'),
+        month,
+        char('/'),
+        digits_n(4, "a year (yyyy)"),
+        char(':'),
+        hms,
+        char(' '),
+        numeric_offset,
+    )
+        .parse(input)?;
+    let dt = civil(start, (year as i16, mon, day as i8), time, 0)?;
+    Ok((rest, (at_offset(start, dt, off)?, off)))
+}
+
+/// Resolves a civil time written without a year (RFC 3164, `Mmm dd hh:mm:ss`) in the
+/// configured zone: the most recent such instant not more than a day after `now`, so that
+/// lines from 31 December read on 1 January land in the right year.
+pub(crate) fn yearless<'a>(
+    at: &'a str,
+    (month, day): (i8, i8),
+    time: (i8, i8, i8),
+    now: Timestamp,
+    tz: &TimeZone,
+) -> Result<(Timestamp, i32), nom::Err<PErr<'a>>> {
+    let this_year = now.to_zoned_datetime(tz.clone()).year();
+    let limit = now + jiff::SignedDuration::from_hours(24);
+    let mut last_err = None;
+    for year in [this_year, this_year - 1] {
+        // 29 February only exists in some years: try the previous year before giving up.
+        match civil(at, (year, month, day), time, 0) {
+            Ok(dt) => {
+                let zoned = dt
+                    .to_zoned_datetime(tz.clone())
+                    .map_err(|_| nom::Err::Error(PErr::new(at, "a time within the supported range")))?;
+                if zoned.timestamp() <= limit {
+                    return Ok((zoned.timestamp(), zoned.offset().seconds()));
+                }
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| nom::Err::Error(PErr::new(at, "a date not in the future"))))
+}
+
+/// An RFC 3339 timestamp (`2003-10-11T22:14:15.003Z`, `2021-03-12T14:10:18+01:00`).
+pub(crate) fn rfc3339(input: &str) -> Res<'_, (Timestamp, i32)> {
+    let start = input;
+    let (rest, (y, _, mo, _, d, _, time)) = (
+        digits_n(4, "a year (yyyy)"),
+        char('-'),
+        digits_n(2, "a month (mm)"),
+        char('-'),
+        digits_n(2, "a day (dd)"),
+        one_of("Tt "),
+        hms,
+    )
+        .parse(input)?;
+    let (rest, nanos) = match rest.strip_prefix(['.', ',']) {
+        Some(frac) => {
+            let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if n == 0 {
+                return fail(frac, "fractional seconds");
+            }
+            let mut nanos: i32 = 0;
+            for (i, b) in frac.bytes().take(n.min(9)).enumerate() {
+                nanos += i32::from(b - b'0') * 10i32.pow(8 - i as u32);
+            }
+            (&frac[n..], nanos)
+        }
+        None => (rest, 0),
+    };
+    let (rest, off) = if let Some(r) = rest.strip_prefix(['Z', 'z']) { (r, 0) } else { numeric_offset(rest)? };
+    let dt = civil(start, (y as i16, mo as i8, d as i8), time, nanos)?;
+    Ok((rest, (at_offset(start, dt, off)?, off)))
+}
+
+/// Parses an IP address, tolerating IPv6 brackets (`[::1]`) and an IPv6 zone (`fe80::1%eth0`).
+pub(crate) fn ip(text: &str) -> Option<IpAddr> {
+    let t = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
+    let t = t.split_once('%').map_or(t, |(a, _)| a);
+    t.parse().ok()
+}
+
+/// `host:port` or `[v6]:port` split into its parts; a bare IPv6 address has no port.
+pub(crate) fn split_host_port(text: &str) -> (&str, Option<u16>) {
+    if let Some(inner) = text.strip_prefix('[')
+        && let Some((host, rest)) = inner.split_once(']')
+    {
+        return (host, rest.strip_prefix(':').and_then(|p| p.parse().ok()));
+    }
+    match text.rsplit_once(':') {
+        // More than one colon without brackets: a bare IPv6 address.
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(p) => (host, Some(p)),
+            Err(_) => (text, None),
+        },
+        _ => (text, None),
+    }
+}
+
+/// Undoes the escaping Apache (`\"`, `\\`, `\xhh`, `\n`, `\t`) and Nginx (`\xHH`) apply to
+/// logged strings; escaped bytes that form UTF-8 become those characters.
+pub(crate) fn unescape(text: &str) -> Cow<'_, str> {
+    if !text.contains('\\') {
+        return Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b != b'\\' || i + 1 == bytes.len() {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        match bytes[i + 1] {
+            b'x' | b'X' if i + 3 < bytes.len() && hex_pair(bytes[i + 2], bytes[i + 3]).is_some() => {
+                out.push(hex_pair(bytes[i + 2], bytes[i + 3]).unwrap_or(b'?'));
+                i += 4;
+            }
+            b'n' => {
+                out.push(b'\n');
+                i += 2;
+            }
+            b't' => {
+                out.push(b'\t');
+                i += 2;
+            }
+            b'r' => {
+                out.push(b'\r');
+                i += 2;
+            }
+            c @ (b'"' | b'\\') => {
+                out.push(c);
+                i += 2;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hex_pair(a: u8, b: u8) -> Option<u8> {
+    let h = |c: u8| (c as char).to_digit(16);
+    Some((h(a)? * 16 + h(b)?) as u8)
+}
+
+/// `-` is how Apache, Nginx and most firewalls write "no value".
+pub(crate) fn dash_none(text: &str) -> Option<&str> {
+    if text == "-" || text.is_empty() { None } else { Some(text) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clf_time_keeps_offset() {
+        let (rest, (ts, off)) = clf_time("10/Oct/2000:13:55:36 -0700]").unwrap();
+        assert_eq!(rest, "]");
+        assert_eq!(ts.to_string(), "2000-10-10T20:55:36Z");
+        assert_eq!(off, -7 * 3600);
+    }
+
+    #[test]
+    fn clf_time_rejects_bad_month_with_reason() {
+        let err = clf_time("10/Foo/2000:13:55:36 -0700").unwrap_err();
+        let nom::Err::Error(e) = err else { panic!("expected a recoverable error") };
+        assert_eq!(e.expected, "a month (Jan..Dec)");
+        assert_eq!(e.input, "Foo/2000:13:55:36 -0700");
+    }
+
+    #[test]
+    fn rfc3339_with_fraction_and_offset() {
+        let (_, (ts, off)) = rfc3339("2003-10-11T22:14:15.003Z").unwrap();
+        assert_eq!(ts.to_string(), "2003-10-11T22:14:15.003Z");
+        assert_eq!(off, 0);
+        let (_, (ts, off)) = rfc3339("2021-03-12T14:10:18+01:00").unwrap();
+        assert_eq!(ts.to_string(), "2021-03-12T13:10:18Z");
+        assert_eq!(off, 3600);
+    }
+
+    #[test]
+    fn yearless_picks_previous_year_across_new_year() {
+        let tz = TimeZone::get("Europe/Paris").unwrap();
+        let now: Timestamp = "2025-01-01T00:30:00Z".parse().unwrap();
+        let (ts, off) = yearless("", (12, 31), (23, 59, 0), now, &tz).unwrap();
+        assert_eq!(ts.to_string(), "2024-12-31T22:59:00Z");
+        assert_eq!(off, 3600);
+        let (ts, _) = yearless("", (1, 1), (1, 0, 0), now, &tz).unwrap();
+        assert_eq!(ts.to_string(), "2025-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn unescape_apache_and_utf8_bytes() {
+        assert_eq!(unescape(r#"a\"b\\c"#), r#"a"b\c"#);
+        assert_eq!(unescape(r"caf\xc3\xa9"), "café");
+        assert_eq!(unescape(r"\x16\x03\x01"), "\u{16}\u{3}\u{1}");
+        assert_eq!(unescape(r"trailing\"), r"trailing\");
+        assert_eq!(unescape(r"\xZZ"), r"\xZZ");
+    }
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(split_host_port("1.2.3.4:80"), ("1.2.3.4", Some(80)));
+        assert_eq!(split_host_port("[::1]:443"), ("::1", Some(443)));
+        assert_eq!(split_host_port("2a02:cf40::1"), ("2a02:cf40::1", None));
+        assert_eq!(split_host_port("example.com"), ("example.com", None));
+        assert_eq!(ip("[::1]"), Some("::1".parse().unwrap()));
+        assert_eq!(ip("fe80::1%eth0"), Some("fe80::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn parse_error_message_names_column_and_expectation() {
+        let e = ParseError::at("apache.access", "abc def", 4, "a status code");
+        assert_eq!(e.to_string(), "apache.access line, column 5: expected a status code, found \"def\"");
+        let e = ParseError::at("apache.access", "abc", 3, "a status code");
+        assert_eq!(e.column(), 4);
+        assert!(e.to_string().ends_with("found end of line"));
+    }
+}

@@ -1,0 +1,106 @@
+//! `Format::Auto`: recognise which format a line is in, cheapest checks first, then parse it.
+//!
+//! Firewall formats carry unmistakable markers (`id=firewall`, `filterlog`, `SRC=`), error
+//! logs start with their date, so only access lines need trying templates. Access lines in
+//! the shared combined layout are labelled `apache.access` (Nginx writes the same bytes);
+//! a source that knows its server should name its format instead.
+
+use super::common::ParseError;
+use super::template::Template;
+use super::{FormatError, ParseContext, apache, filterlog, netfilter, nginx, stormshield};
+use crate::Event;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Auto {
+    /// Tried in order; the first is also the one whose error is reported.
+    access: [Template; 3],
+}
+
+impl Auto {
+    pub(crate) fn new() -> Result<Self, FormatError> {
+        Ok(Auto {
+            access: [
+                apache::compile(apache::COMBINED)?,
+                apache::compile(apache::VHOST_COMBINED)?,
+                apache::compile(apache::COMMON)?,
+            ],
+        })
+    }
+
+    pub(crate) fn parse(&self, line: &str, ctx: &ParseContext) -> Result<Event, ParseError> {
+        if line.contains("id=firewall ") {
+            return stormshield::parse(line, ctx);
+        }
+        if line.contains("filterlog") && line.contains(',') {
+            return filterlog::parse(line, ctx);
+        }
+        if line.contains("SRC=") && line.contains("IN=") {
+            return netfilter::parse(line, ctx);
+        }
+        let b = line.as_bytes();
+        if b.first() == Some(&b'[') && b.get(4) == Some(&b' ') && b[1..4].iter().all(u8::is_ascii_alphabetic) {
+            return apache::parse_error_log(line, ctx);
+        }
+        if b.len() > 11 && b[4] == b'/' && b[7] == b'/' && b[10] == b' ' && b[..4].iter().all(u8::is_ascii_digit) {
+            return nginx::parse_error_log(line, ctx);
+        }
+        let mut first_err = None;
+        for template in &self.access {
+            match template.parse(line, ctx) {
+                Ok(ev) => return Ok(ev),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| ParseError::at("auto", line, 0, "a known log format")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ParseContext {
+        ParseContext { now: "2025-04-07T12:30:00Z".parse().unwrap(), time_zone: jiff::tz::TimeZone::UTC }
+    }
+
+    #[test]
+    fn recognises_each_format() {
+        let auto = Auto::new().unwrap();
+        let cases = [
+            (
+                r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "-" "Mozilla/5.0""#,
+                "apache.access",
+            ),
+            (
+                r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326"#,
+                "apache.access",
+            ),
+            (
+                r#"ent.example.fr:443 192.0.2.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 10 "-" "curl/8""#,
+                "apache.access",
+            ),
+            ("[Wed Oct 11 14:32:52 2000] [error] [client 127.0.0.1] denied", "apache.error"),
+            ("2016/10/25 14:49:34 [error] 54053#0: *1 open() failed", "nginx.error"),
+            (
+                "Jan  8 03:37:09 h kernel: DROP: IN=eth0 OUT= SRC=192.0.2.1 DST=192.0.2.2 PROTO=TCP SPT=1 DPT=2",
+                "iptables.log",
+            ),
+            (
+                "<134>Jul  3 19:10:30 filterlog[72237]: 146,,,1535324496,igb1.12,match,block,in,4,0x0,,63,12617,0,DF,6,tcp,60,10.170.12.50,1.1.1.1,49724,853,0",
+                "pfsense.log",
+            ),
+            (
+                r#"id=firewall time="2025-04-07 14:30:00" fw="fw" tz=+0200 src=192.0.2.1 logtype="filter""#,
+                "stormshield.log",
+            ),
+        ];
+        for (line, dataset) in cases {
+            let ev = auto.parse(line, &ctx()).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(ev.dataset, dataset, "{line}");
+        }
+        let err = auto.parse("hello world", &ctx()).unwrap_err();
+        assert_eq!(err.dataset(), "apache.access");
+    }
+}

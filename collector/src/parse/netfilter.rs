@@ -1,0 +1,237 @@
+//! Netfilter `LOG` / nftables `log` lines (iptables, ip6tables, nftables; also Ubiquiti
+//! EdgeOS/USG, which log the same way), with or without a syslog envelope, a kernel
+//! uptime stamp and a log prefix:
+//!
+//! ```text
+//! Jan  8 03:37:09 host kernel: iptables DROP_INPUT: IN=eth0 OUT= MAC=… SRC=81.2.69.143 DST=172.16.54.114 LEN=52 … PROTO=TCP SPT=17805 DPT=445 WINDOW=8192 RES=0x00 SYN URGP=0
+//! ```
+//!
+//! Specification: the kernel's formatter, `net/netfilter/nf_log_syslog.c`
+//! (`dump_ipv4_packet`, `dump_ipv6_packet`, `nf_log_dump_tcp_header`)
+//! <https://github.com/torvalds/linux/blob/master/net/netfilter/nf_log_syslog.c>.
+//! An ICMP error quotes the offending packet in brackets (`[SRC=… DST=…]`); that inner
+//! packet is skipped so it cannot overwrite the outer addresses.
+
+use nom::Parser as _;
+use nom::bytes::complete::{take_till, take_while1};
+use nom::character::complete::{char, space0, space1};
+use nom::combinator::{all_consuming, opt, recognize};
+use nom::multi::separated_list0;
+use nom::sequence::terminated;
+
+use super::ParseContext;
+use super::common::{PErr, ParseError, Res, ip};
+use super::syslog;
+use crate::{Category, Event};
+
+pub(crate) const DATASET: &str = "iptables.log";
+
+/// One element of the packet description: `KEY=value`, a bare flag (`DF`, `SYN`), or the
+/// bracketed quote of the packet an ICMP error is about.
+#[derive(Debug, PartialEq)]
+enum Token<'a> {
+    Pair(&'a str, &'a str),
+    Flag(&'a str),
+    Quoted,
+}
+
+fn token(input: &str) -> Res<'_, Token<'_>> {
+    if input.starts_with('[') {
+        let (rest, _) = recognize((char('['), take_till(|c| c == ']'), opt(char(']')))).parse(input)?;
+        return Ok((rest, Token::Quoted));
+    }
+    let (rest, key) = take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':')(input)
+        .map_err(|_: nom::Err<PErr<'_>>| nom::Err::Error(PErr::new(input, "KEY=value or a flag")))?;
+    if let Some(after) = rest.strip_prefix('=') {
+        let (rest, value) = take_till(|c| c == ' ')(after)?;
+        return Ok((rest, Token::Pair(key, value)));
+    }
+    Ok((rest, Token::Flag(key)))
+}
+
+fn packet(input: &str) -> Res<'_, Vec<Token<'_>>> {
+    terminated(separated_list0(space1, token), space0).parse(input)
+}
+
+/// Where the packet description starts: the first `IN=` that begins a word (the log prefix
+/// is free text and comes right before it, sometimes with no space: `[wan-lan-D]IN=eth0`).
+fn packet_start(message: &str) -> Option<usize> {
+    let bytes = message.as_bytes();
+    message.match_indices("IN=").map(|(i, _)| i).find(|&i| i == 0 || matches!(bytes[i - 1], b' ' | b']' | b':'))
+}
+
+/// The rule's decision from the log prefix: words such as DROP or ACCEPT, or Ubiquiti's
+/// `-D` / `-R` / `-A` suffix (`[WAN_IN-default-D]`). Normalised to `block` / `pass`, the
+/// vocabulary every firewall parser uses, so rules need not know the vendor.
+fn action_of(prefix: &str) -> Option<&'static str> {
+    let upper = prefix.to_ascii_uppercase();
+    const BLOCK: [&str; 5] = ["DROP", "DENY", "REJECT", "BLOCK", "DENIED"];
+    const PASS: [&str; 4] = ["ACCEPT", "ALLOW", "PASS", "PERMIT"];
+    if BLOCK.iter().any(|w| upper.contains(w)) {
+        return Some("block");
+    }
+    if PASS.iter().any(|w| upper.contains(w)) {
+        return Some("pass");
+    }
+    match upper.rsplit_once('-').map(|(_, s)| s) {
+        Some("D" | "R") => Some("block"),
+        Some("A") => Some("pass"),
+        _ => None,
+    }
+}
+
+/// `[  307.757925]` as the kernel prints its uptime before a message.
+fn strip_uptime(text: &str) -> &str {
+    let t = text.trim_start();
+    if let Some(inner) = t.strip_prefix('[')
+        && let Some((stamp, rest)) = inner.split_once(']')
+        && !stamp.trim().is_empty()
+        && stamp.trim().bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    {
+        return rest.trim_start();
+    }
+    t
+}
+
+pub(crate) fn parse(line: &str, ctx: &ParseContext) -> Result<Event, ParseError> {
+    let text = line.trim_end_matches(['\r', '\n']);
+    let (message, env) = syslog::optional_envelope(text, ctx);
+    let Some(start) = packet_start(message) else {
+        let at = text.len() - message.len();
+        return Err(ParseError::at(DATASET, text, at, "a netfilter packet description starting with IN="));
+    };
+    let mut prefix = strip_uptime(&message[..start]).trim();
+    // `kernel:` left in the message when the envelope had no hostname/tag split.
+    prefix = prefix.strip_prefix("kernel:").map_or(prefix, str::trim);
+    let prefix = prefix.strip_prefix('[').and_then(|p| p.strip_suffix(']')).unwrap_or(prefix);
+    let prefix = prefix.trim_end_matches(':').trim();
+    let mut prefix = (!prefix.is_empty()).then_some(prefix);
+    if prefix.is_none() {
+        // `Jan  8 03:37:09 DENY: IN=…`: the envelope took the prefix for a syslog tag.
+        prefix = env.as_ref().and_then(|e| e.app).filter(|a| *a != "kernel");
+    }
+
+    let mut ev = Event {
+        dataset: DATASET.to_owned(),
+        category: Category::Network,
+        original: line.to_owned(),
+        timestamp: ctx.now,
+        rule_name: prefix.map(str::to_owned),
+        action: prefix.and_then(action_of).map(str::to_owned),
+        ..Event::default()
+    };
+    if let Some(env) = &env {
+        if let Some((ts, off)) = env.time {
+            ev.timestamp = ts;
+            ev.utc_offset_seconds = Some(off);
+        }
+        ev.observer_hostname = env.hostname.map(str::to_owned);
+    }
+
+    let body = &message[start..];
+    let (_, tokens) = all_consuming(packet).parse(body).map_err(|e| ParseError::from_nom(DATASET, text, e))?;
+    for tok in &tokens {
+        let Token::Pair(key, value) = tok else { continue };
+        let bad = |what: &'static str| {
+            let at = value.as_ptr() as usize - text.as_ptr() as usize;
+            ParseError::at(DATASET, text, at, what)
+        };
+        match *key {
+            "IN" => ev.observer_ingress_interface = (!value.is_empty()).then(|| value.to_string()),
+            "SRC" => ev.source_ip = Some(ip(value).ok_or_else(|| bad("an IP address after SRC="))?),
+            "DST" => ev.destination_ip = Some(ip(value).ok_or_else(|| bad("an IP address after DST="))?),
+            "SPT" => ev.source_port = Some(value.parse().map_err(|_| bad("a port number after SPT="))?),
+            "DPT" => ev.destination_port = Some(value.parse().map_err(|_| bad("a port number after DPT="))?),
+            "PROTO" => {
+                ev.transport = Some(match value.to_ascii_lowercase().as_str() {
+                    "icmpv6" => "ipv6-icmp".to_owned(),
+                    other => other.to_owned(),
+                })
+            }
+            _ => {}
+        }
+    }
+    if ev.source_ip.is_none() {
+        return packet_without_source(text, body);
+    }
+    Ok(ev)
+}
+
+/// A description without `SRC=` is truncated (syslog relays cut long lines): better a
+/// dead letter than an event that cannot be attributed.
+fn packet_without_source(text: &str, body: &str) -> Result<Event, ParseError> {
+    Err(ParseError::at(DATASET, text, text.len() - body.len(), "a SRC= address in the packet description"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ParseContext {
+        ParseContext { now: "2025-04-07T12:30:00Z".parse().unwrap(), time_zone: jiff::tz::TimeZone::UTC }
+    }
+
+    #[test]
+    fn iptables_tcp_with_prefix_and_syslog() {
+        let line = "Jan  8 03:37:09 example-host kernel: iptables DROP_INPUT: IN=eth0 OUT= MAC=90:10:35:5a:1e:3a:90:10:9e:ec:2c:71:08:00 SRC=81.2.69.143 DST=172.16.54.114 LEN=52 TOS=0x00 PREC=0x00 TTL=115 ID=15743 DF PROTO=TCP SPT=17805 DPT=445 WINDOW=8192 RES=0x00 SYN URGP=0 ";
+        let ev = parse(line, &ctx()).unwrap();
+        assert_eq!(ev.timestamp.to_string(), "2025-01-08T03:37:09Z");
+        assert_eq!(ev.observer_hostname.as_deref(), Some("example-host"));
+        assert_eq!(ev.rule_name.as_deref(), Some("iptables DROP_INPUT"));
+        assert_eq!(ev.action.as_deref(), Some("block"));
+        assert_eq!(ev.observer_ingress_interface.as_deref(), Some("eth0"));
+        assert_eq!(ev.source_ip, Some("81.2.69.143".parse().unwrap()));
+        assert_eq!((ev.source_port, ev.destination_port), (Some(17805), Some(445)));
+        assert_eq!(ev.transport.as_deref(), Some("tcp"));
+        assert_eq!(ev.original, line);
+    }
+
+    #[test]
+    fn icmp_error_quote_does_not_override_outer_packet() {
+        let line = "Jan  8 03:37:09 DENY: IN=eth0 OUT= MAC=90:10:28:5f:62:24:90:10:18:5a:89:2a:08:00 SRC=192.168.2.71 DST=192.168.2.83 LEN=88 TOS=0x00 PREC=0x00 TTL=118 ID=21684 PROTO=ICMP TYPE=3 CODE=3 [SRC=192.168.2.83 DST=192.168.173.191 LEN=60 TOS=0x00 PREC=0x00 TTL=54 ID=0 DF PROTO=UDP SPT=21458 DPT=62936 LEN=40 ]";
+        let ev = parse(line, &ctx()).unwrap();
+        assert_eq!(ev.source_ip, Some("192.168.2.71".parse().unwrap()));
+        assert_eq!(ev.destination_ip, Some("192.168.2.83".parse().unwrap()));
+        assert_eq!((ev.source_port, ev.destination_port), (None, None));
+        assert_eq!(ev.transport.as_deref(), Some("icmp"));
+        assert_eq!(ev.rule_name.as_deref(), Some("DENY"));
+        assert_eq!(ev.action.as_deref(), Some("block"));
+    }
+
+    #[test]
+    fn ipv6_with_kernel_uptime_and_no_prefix() {
+        let line = "Jan 22 09:05:05 ubuntu-bionic kernel: [16571.459614] IN= OUT=lo SRC=2a02:cf40:add:4002:91f2:a9b2:e09a:6fc6 DST=2a02:cf40:add:4002:91f2:a9b2:e09a:6fc6 LEN=104 TC=0 HOPLIMIT=64 FLOWLBL=868225 PROTO=ICMPv6 TYPE=128 CODE=0 ID=3427 SEQ=1 ";
+        let ev = parse(line, &ctx()).unwrap();
+        assert_eq!(ev.rule_name, None);
+        assert_eq!(ev.action, None);
+        assert_eq!(ev.observer_ingress_interface, None);
+        assert_eq!(ev.transport.as_deref(), Some("ipv6-icmp"));
+        assert_eq!(ev.source_ip, Some("2a02:cf40:add:4002:91f2:a9b2:e09a:6fc6".parse().unwrap()));
+    }
+
+    #[test]
+    fn bare_kernel_line_and_ubiquiti_prefix() {
+        let ev = parse("[wan-lan-default-D]IN=eth0 OUT= SRC=67.43.156.15 DST=10.4.0.5 LEN=52 PROTO=TCP SPT=38842 DPT=443 ACK URGP=0", &ctx()).unwrap();
+        assert_eq!(ev.timestamp, ctx().now);
+        assert_eq!(ev.utc_offset_seconds, None);
+        assert_eq!(ev.rule_name.as_deref(), Some("wan-lan-default-D"));
+        assert_eq!(ev.action.as_deref(), Some("block"));
+        let ev = parse("nft ACCEPT ssh: IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 PROTO=UDP SPT=1 DPT=2", &ctx()).unwrap();
+        assert_eq!(ev.action.as_deref(), Some("pass"));
+        assert_eq!(action_of("LAN_LOCAL-default-A"), Some("pass"));
+        assert_eq!(action_of("WAN_IN-20-R"), Some("block"));
+        assert_eq!(action_of("audit"), None);
+    }
+
+    #[test]
+    fn rejects_other_lines_and_bad_values_with_column() {
+        let err = parse("Jan  8 03:37:09 host sshd[1]: Accepted password", &ctx()).unwrap_err();
+        assert!(err.expected().contains("IN="), "{err}");
+        let line = "IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 PROTO=TCP SPT=99999 DPT=2";
+        let err = parse(line, &ctx()).unwrap_err();
+        assert_eq!(err.column(), line.find("99999").unwrap() + 1);
+        assert_eq!(err.expected(), "a port number after SPT=");
+        let err = parse("IN=eth0 OUT= TTL=1 PROTO=TCP", &ctx()).unwrap_err();
+        assert!(err.expected().contains("SRC="), "{err}");
+    }
+}

@@ -1,0 +1,315 @@
+//! Nginx: access logs in any `log_format` (compiled to the same template engine as Apache's)
+//! and the error log.
+//!
+//! Specifications: `log_format` and its variables in ngx_http_log_module
+//! <https://nginx.org/en/docs/http/ngx_http_log_module.html#log_format> and the variable
+//! index <https://nginx.org/en/docs/varindex.html>; the error log layout is
+//! `ngx_log_error_core` in `src/core/ngx_log.c`
+//! (`yyyy/mm/dd hh:mm:ss [level] pid#tid: *connection message, client: …, server: …`).
+
+use nom::Parser as _;
+use nom::bytes::complete::{take_till, take_while1};
+use nom::character::complete::{char, digit1};
+use nom::combinator::{all_consuming, opt, rest};
+use nom::error::context;
+
+use super::FormatError;
+use super::ParseContext;
+use super::common::{self, Hms, PErr, ParseError, Res, Ymd, ip, split_host_port, unescape};
+use super::template::{Field, Item, Template};
+use crate::{Category, Event};
+
+/// The predefined `combined` format.
+pub(crate) const COMBINED: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#;
+
+fn field_for(var: &str) -> Field {
+    match var {
+        "remote_addr" | "realip_remote_addr" => Field::ClientHost,
+        "remote_port" | "realip_remote_port" => Field::ClientPort,
+        "server_port" => Field::ServerPort,
+        "server_addr" => Field::ServerIp,
+        "host" | "server_name" | "http_host" => Field::ServerName,
+        "remote_user" => Field::User,
+        "time_local" => Field::TimeClf,
+        "time_iso8601" => Field::TimeIso8601,
+        "msec" => Field::TimeEpochSeconds,
+        "request" => Field::Request,
+        "request_method" => Field::Method,
+        "uri" | "document_uri" => Field::Path,
+        "request_uri" => Field::PathWithQuery,
+        "args" | "query_string" => Field::Query,
+        "server_protocol" => Field::Protocol,
+        "status" => Field::Status,
+        "body_bytes_sent" => Field::BytesBody,
+        "bytes_sent" => Field::BytesSent,
+        "request_length" => Field::BytesReceived,
+        "request_time" => Field::DurationSecondsFrac,
+        "http_referer" => Field::Referrer,
+        "http_user_agent" => Field::UserAgent,
+        _ => Field::Ignore,
+    }
+}
+
+/// Joins the quoted pieces of a format copied from nginx.conf
+/// (`'$remote_addr - …'  '"$request" …'`) into one string; a bare string is used as is.
+fn unquote_config(format: &str) -> Result<String, FormatError> {
+    let trimmed = format.trim();
+    if !trimmed.starts_with(['\'', '"']) {
+        return Ok(format.to_owned());
+    }
+    let mut out = String::new();
+    let mut rest = trimmed;
+    while let Some(q) = rest.chars().next() {
+        if q.is_whitespace() {
+            rest = &rest[q.len_utf8()..];
+            continue;
+        }
+        if q != '\'' && q != '"' {
+            let position = format.len() - format.trim_start().len() + trimmed.len() - rest.len() + 1;
+            return Err(FormatError::Directive {
+                directive: rest.chars().take(12).collect(),
+                position,
+                reason: "text outside the quoted pieces of the log_format".to_owned(),
+            });
+        }
+        let body = &rest[1..];
+        let Some(end) = body.find(q) else {
+            return Err(FormatError::Directive {
+                directive: rest.chars().take(12).collect(),
+                position: trimmed.len() - rest.len() + 1,
+                reason: "unterminated quoted piece".to_owned(),
+            });
+        };
+        out.push_str(&body[..end]);
+        rest = &body[end + 1..];
+    }
+    Ok(out)
+}
+
+/// Compiles a `log_format` string.
+pub(crate) fn compile(format: &str) -> Result<Template, FormatError> {
+    let format = unquote_config(format)?;
+    let mut items = Vec::new();
+    let mut input = format.as_str();
+    while !input.is_empty() {
+        let position = format.len() - input.len() + 1;
+        if let Some(after) = input.strip_prefix('$') {
+            let (rest, name) = if let Some(braced) = after.strip_prefix('{') {
+                match braced.split_once('}') {
+                    Some((name, rest)) => (rest, name),
+                    None => {
+                        return Err(FormatError::Directive {
+                            directive: input.chars().take(12).collect(),
+                            position,
+                            reason: "missing } after ${".to_owned(),
+                        });
+                    }
+                }
+            } else {
+                let n = after.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
+                (&after[n..], &after[..n])
+            };
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(FormatError::Directive {
+                    directive: input.chars().take(12).collect(),
+                    position,
+                    reason: "a variable is $ followed by letters, digits and _".to_owned(),
+                });
+            }
+            items.push(Item::Field(field_for(name), format!("${name}")));
+            input = rest;
+        } else {
+            let n = input.find('$').unwrap_or(input.len());
+            items.push(Item::Literal(input[..n].to_owned()));
+            input = &input[n..];
+        }
+    }
+    Ok(Template::new(items, "nginx.access"))
+}
+
+const ERROR_DATASET: &str = "nginx.error";
+
+/// `2016/10/25 14:49:34` in the server's local time.
+fn error_date(input: &str) -> Res<'_, (Ymd, Hms)> {
+    let (rest, (y, _, m, _, d, _, time)) = (
+        common::digits_n(4, "a year (yyyy)"),
+        char('/'),
+        common::digits_n(2, "a month (mm)"),
+        char('/'),
+        common::digits_n(2, "a day (dd)"),
+        char(' '),
+        common::hms,
+    )
+        .parse(input)?;
+    Ok((rest, ((y as i16, m as i8, d as i8), time)))
+}
+
+pub(crate) fn parse_error_log(line: &str, ctx: &ParseContext) -> Result<Event, ParseError> {
+    let text = line.trim_end_matches(['\r', '\n']);
+    let mut ev = Event {
+        dataset: ERROR_DATASET.to_owned(),
+        category: Category::Diagnostic,
+        original: line.to_owned(),
+        ..Event::default()
+    };
+    fn header<'a>(input: &'a str, ctx: &ParseContext, ev: &mut Event) -> Result<(), nom::Err<PErr<'a>>> {
+        let start = input;
+        let (input, (date, time)) =
+            context("an nginx error log date such as 2016/10/25 14:49:34", error_date).parse(input)?;
+        let dt = common::civil(start, date, time, 0)?;
+        let zoned = dt
+            .to_zoned_datetime(ctx.time_zone.clone())
+            .map_err(|_| nom::Err::Error(PErr::new(start, "a time in range")))?;
+        let (input, (_, _, level, _, _, _, _, _, _, _, _)) = (
+            char(' '),
+            char('['),
+            context("a level such as [error]", take_while1(|c: char| c.is_ascii_lowercase())),
+            char(']'),
+            char(' '),
+            context("a process id", digit1),
+            char('#'),
+            context("a thread id", digit1),
+            char(':'),
+            opt(char(' ')),
+            opt((char('*'), digit1, char(' '))),
+        )
+            .parse(input)?;
+        let (_, message) = all_consuming(rest).parse(input)?;
+        ev.timestamp = zoned.timestamp();
+        ev.utc_offset_seconds = Some(zoned.offset().seconds());
+        ev.log_level = Some(level.to_owned());
+        ev.message = Some(message.to_owned());
+        Ok(())
+    }
+    header(text, ctx, &mut ev).map_err(|e| ParseError::from_nom(ERROR_DATASET, text, e))?;
+    let message = ev.message.clone().unwrap_or_default();
+    // Context nginx appends after the message: `, client: 1.2.3.4, server: x, request: "GET / HTTP/1.1"`.
+    if let Some(client) = context_value(&message, ", client: ") {
+        let (host, port) = split_host_port(client);
+        ev.source_ip = ip(host);
+        ev.source_port = port;
+    }
+    if let Some(server) = context_value(&message, ", server: ") {
+        ev.observer_hostname = Some(server.to_owned());
+    }
+    if let Some(request) = quoted_context(&message, ", request: \"") {
+        let request = unescape(request);
+        let mut parts = request.splitn(3, ' ');
+        if let (Some(method), Some(target)) = (parts.next(), parts.next()) {
+            ev.http_method = Some(method.to_owned());
+            let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
+            ev.url_path = Some(path.to_owned());
+            ev.url_query = query.map(str::to_owned);
+            ev.http_version = parts.next().and_then(|p| p.strip_prefix("HTTP/")).map(str::to_owned);
+        }
+    }
+    Ok(ev)
+}
+
+fn context_value<'a>(message: &'a str, key: &str) -> Option<&'a str> {
+    let start = message.rfind(key)? + key.len();
+    let (value, _) = take_till::<_, _, PErr<'_>>(|c| c == ',')(&message[start..]).ok().map(|(r, v)| (v, r))?;
+    Some(value.trim())
+}
+
+fn quoted_context<'a>(message: &'a str, key: &str) -> Option<&'a str> {
+    let start = message.rfind(key)? + key.len();
+    let body = &message[start..];
+    let bytes = body.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(&body[..i]),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ParseContext {
+        ParseContext {
+            now: "2025-04-07T12:30:00Z".parse().unwrap(),
+            time_zone: jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
+        }
+    }
+
+    #[test]
+    fn combined_line() {
+        let t = compile(COMBINED).unwrap();
+        let ev = t
+            .parse(r#"67.43.156.13 - - [25/Oct/2016:14:49:34 +0200] "GET /favicon.ico HTTP/1.1" 404 571 "http://localhost:8080/" "Mozilla/5.0""#, &ctx())
+            .unwrap();
+        assert_eq!(ev.dataset, "nginx.access");
+        assert_eq!(ev.timestamp.to_string(), "2016-10-25T12:49:34Z");
+        assert_eq!(ev.http_status, Some(404));
+        assert_eq!(ev.destination_bytes, Some(571));
+        assert_eq!(ev.http_referrer.as_deref(), Some("http://localhost:8080/"));
+    }
+
+    #[test]
+    fn custom_format_pasted_from_nginx_conf() {
+        let conf = r#"'$remote_addr:$remote_port - $remote_user [$time_local] '
+                      '"$request" $status $bytes_sent $request_time "${http_user_agent}" $upstream_addr'"#;
+        let t = compile(conf).unwrap();
+        let ev = t
+            .parse(r#"2001:db8::7:443 - alice [07/Apr/2025:14:30:00 +0200] "POST /login?next=%2F HTTP/2.0" 302 512 0.012 "curl/8.5 \x22quoted\x22" 10.0.0.5:9000"#, &ctx())
+            .unwrap();
+        // `$remote_addr:$remote_port` with an IPv6 address: the matcher finds the last colon
+        // that leaves a port.
+        assert_eq!(ev.source_ip, Some("2001:db8::7".parse().unwrap()));
+        assert_eq!(ev.source_port, Some(443));
+        assert_eq!(ev.user_name.as_deref(), Some("alice"));
+        assert_eq!(ev.http_method.as_deref(), Some("POST"));
+        assert_eq!(ev.url_path.as_deref(), Some("/login"));
+        assert_eq!(ev.url_query.as_deref(), Some("next=%2F"));
+        assert_eq!(ev.http_version.as_deref(), Some("2.0"));
+        assert_eq!(ev.duration_ns, Some(12_000_000));
+        assert_eq!(ev.destination_bytes, Some(512));
+        assert_eq!(ev.user_agent.as_deref(), Some(r#"curl/8.5 "quoted""#));
+    }
+
+    #[test]
+    fn iso_time_and_request_uri() {
+        let t = compile("$time_iso8601 $remote_addr $request_method $request_uri $status").unwrap();
+        let ev = t.parse("2025-04-07T14:30:00+02:00 192.0.2.1 GET /a?b=1 200", &ctx()).unwrap();
+        assert_eq!(ev.timestamp.to_string(), "2025-04-07T12:30:00Z");
+        assert_eq!(ev.utc_offset_seconds, Some(7200));
+        assert_eq!((ev.url_path.as_deref(), ev.url_query.as_deref()), (Some("/a"), Some("b=1")));
+    }
+
+    #[test]
+    fn bad_formats() {
+        let err = compile("$remote_addr $").unwrap_err();
+        assert!(matches!(err, FormatError::Directive { position: 14, .. }), "{err:?}");
+        let err = compile("${status").unwrap_err();
+        assert!(err.to_string().contains("missing }"), "{err}");
+        let err = compile("'$status").unwrap_err();
+        assert!(err.to_string().contains("unterminated"), "{err}");
+    }
+
+    #[test]
+    fn error_log_with_client_and_request() {
+        let line = r#"2016/10/25 14:49:34 [error] 54053#0: *1 open() "/usr/local/Cellar/nginx/1.10.2_1/html/favicon.ico" failed (2: No such file or directory), client: 127.0.0.1, server: localhost, request: "GET /favicon.ico?x=1 HTTP/1.1", host: "localhost:8080", referrer: "http://localhost:8080/""#;
+        let ev = parse_error_log(line, &ctx()).unwrap();
+        assert_eq!(ev.timestamp.to_string(), "2016-10-25T12:49:34Z");
+        assert_eq!(ev.log_level.as_deref(), Some("error"));
+        assert_eq!(ev.source_ip, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(ev.observer_hostname.as_deref(), Some("localhost"));
+        assert_eq!(
+            (ev.http_method.as_deref(), ev.url_path.as_deref(), ev.url_query.as_deref()),
+            (Some("GET"), Some("/favicon.ico"), Some("x=1"))
+        );
+        assert!(ev.message.unwrap().starts_with("open() "));
+        let ev = parse_error_log("2025/04/07 09:00:00 [notice] 1#1: signal process started", &ctx()).unwrap();
+        assert_eq!(ev.message.as_deref(), Some("signal process started"));
+        assert_eq!(ev.source_ip, None);
+        let err = parse_error_log("2025/04/07 09:00:00 [notice] x#1: y", &ctx()).unwrap_err();
+        assert_eq!(err.column(), 30);
+        assert_eq!(err.expected(), "a process id");
+    }
+}

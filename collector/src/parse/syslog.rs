@@ -1,0 +1,235 @@
+//! The syslog envelope firewall lines arrive in: RFC 3164 (BSD, with or without a hostname),
+//! RFC 5424, and the common hybrid of an RFC 3339 time in a BSD-style header.
+//!
+//! Specifications: RFC 3164 <https://datatracker.ietf.org/doc/html/rfc3164> §4.1
+//! (`<PRI>Mmm dd hh:mm:ss HOST TAG: MSG`, no year, no zone) and RFC 5424
+//! <https://datatracker.ietf.org/doc/html/rfc5424> §6 (`<PRI>1 TIMESTAMP HOST APP PROCID
+//! MSGID [SD] MSG`). Files written by rsyslog/syslog-ng usually drop the `<PRI>`.
+
+use jiff::Timestamp;
+use nom::Parser as _;
+use nom::branch::alt;
+use nom::bytes::complete::{take_till1, take_while_m_n};
+use nom::character::complete::{char, space1};
+use nom::combinator::{opt, value};
+use nom::error::context;
+
+use super::ParseContext;
+use super::common::{self, Res, fail};
+
+/// What the envelope says about a message.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Envelope<'a> {
+    pub(crate) priority: Option<u8>,
+    /// The instant and the UTC offset it was written with.
+    pub(crate) time: Option<(Timestamp, i32)>,
+    pub(crate) hostname: Option<&'a str>,
+    /// RFC 3164 TAG or RFC 5424 APP-NAME (`kernel`, `filterlog`).
+    pub(crate) app: Option<&'a str>,
+    pub(crate) procid: Option<&'a str>,
+}
+
+fn priority(input: &str) -> Res<'_, u8> {
+    let (rest, (_, digits, _)) =
+        (char('<'), take_while_m_n(1, 3, |c: char| c.is_ascii_digit()), char('>')).parse(input)?;
+    match digits.parse::<u8>() {
+        Ok(p) if p <= 191 => Ok((rest, p)),
+        _ => fail(input, "a syslog priority <0>..<191>"),
+    }
+}
+
+/// `Mmm dd hh:mm:ss` (day padded with a space or a zero) resolved with the context.
+fn bsd_time<'a>(ctx: &ParseContext) -> impl FnMut(&'a str) -> Res<'a, (Timestamp, i32)> + '_ {
+    move |input: &'a str| {
+        let (rest, (mon, _, day, _, time)) = (
+            common::month,
+            char(' '),
+            alt((
+                (char(' '), take_while_m_n(1, 1, |c: char| c.is_ascii_digit())).map(|(_, d)| d),
+                take_while_m_n(1, 2, |c: char| c.is_ascii_digit()),
+            )),
+            char(' '),
+            common::hms,
+        )
+            .parse(input)?;
+        let day: i8 = day.parse().unwrap_or(0);
+        let resolved = common::yearless(input, (mon, day), time, ctx.now, &ctx.time_zone)?;
+        Ok((rest, resolved))
+    }
+}
+
+fn nil_or_token(input: &str) -> Res<'_, Option<&str>> {
+    alt((value(None, char('-')), take_till1(|c| c == ' ').map(Some))).parse(input)
+}
+
+/// RFC 5424 structured data: `-` or `[id k="v"...]...`, with `\]` escapes inside values.
+fn structured_data(input: &str) -> Res<'_, &str> {
+    if let Some(rest) = input.strip_prefix('-') {
+        return Ok((rest, ""));
+    }
+    let bytes = input.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && bytes[i] == b'[' {
+        let mut in_quotes = false;
+        i += 1;
+        loop {
+            match bytes.get(i) {
+                None => return fail(&input[i..], "the end of a structured-data element (])"),
+                Some(b'\\') => i += 2,
+                Some(b'"') => {
+                    in_quotes = !in_quotes;
+                    i += 1;
+                }
+                Some(b']') if !in_quotes => {
+                    i += 1;
+                    break;
+                }
+                Some(_) => i += 1,
+            }
+        }
+    }
+    if i == 0 {
+        return fail(input, "structured data ([...] or -)");
+    }
+    Ok((&input[i.min(input.len())..], &input[..i.min(input.len())]))
+}
+
+fn rfc5424(input: &str) -> Res<'_, Envelope<'_>> {
+    let (rest, (_, _, time, _, hostname, _, app, _, procid, _, _msgid, _, _sd)) = (
+        char('1'),
+        char(' '),
+        alt((value(None, char('-')), common::rfc3339.map(Some))),
+        char(' '),
+        nil_or_token,
+        char(' '),
+        nil_or_token,
+        char(' '),
+        nil_or_token,
+        char(' '),
+        nil_or_token,
+        char(' '),
+        structured_data,
+    )
+        .parse(input)?;
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    // A UTF-8 byte-order mark may start the message (RFC 5424 §6.4).
+    let rest = rest.strip_prefix('\u{feff}').unwrap_or(rest);
+    Ok((rest, Envelope { priority: None, time, hostname, app, procid }))
+}
+
+/// `TAG:` or `TAG[pid]:` followed by a space or the end.
+fn tag_token(token: &str) -> Option<(&str, Option<&str>)> {
+    let name = token.strip_suffix(':')?;
+    if let Some((app, pid)) = name.strip_suffix(']').and_then(|n| n.split_once('[')) {
+        return Some((app, Some(pid)));
+    }
+    (!name.is_empty() && !name.contains(['[', ']', '='])).then_some((name, None))
+}
+
+fn bsd<'a>(ctx: &ParseContext) -> impl FnMut(&'a str) -> Res<'a, Envelope<'a>> + '_ {
+    move |input: &'a str| {
+        let (rest, (time, _)) =
+            (context("a syslog time (Mmm dd hh:mm:ss or RFC 3339)", alt((bsd_time(ctx), common::rfc3339))), space1)
+                .parse(input)?;
+        let mut env = Envelope { priority: None, time: Some(time), hostname: None, app: None, procid: None };
+        let first = rest.split(' ').next().unwrap_or("");
+        if let Some((app, pid)) = tag_token(first) {
+            // BSD mode (pfSense, or a local file without hostname): the tag follows the time.
+            env.app = Some(app);
+            env.procid = pid;
+            return Ok((rest[first.len()..].trim_start_matches(' '), env));
+        }
+        if first.is_empty() || first.starts_with('[') || first.contains('=') {
+            return Ok((rest, env));
+        }
+        env.hostname = Some(first);
+        let rest = rest[first.len()..].trim_start_matches(' ');
+        let second = rest.split(' ').next().unwrap_or("");
+        if let Some((app, pid)) = tag_token(second) {
+            env.app = Some(app);
+            env.procid = pid;
+            return Ok((rest[second.len()..].trim_start_matches(' '), env));
+        }
+        Ok((rest, env))
+    }
+}
+
+/// Parses the envelope at the start of `input` and returns the message that follows.
+pub(crate) fn envelope<'a>(input: &'a str, ctx: &ParseContext) -> Res<'a, Envelope<'a>> {
+    let (rest, pri) = opt(priority).parse(input)?;
+    let (rest, mut env) = if pri.is_some() && rest.starts_with("1 ") { rfc5424(rest)? } else { bsd(ctx)(rest)? };
+    env.priority = pri;
+    Ok((rest, env))
+}
+
+/// The envelope if the line has one, else the whole line as the message.
+pub(crate) fn optional_envelope<'a>(input: &'a str, ctx: &ParseContext) -> (&'a str, Option<Envelope<'a>>) {
+    match envelope(input, ctx) {
+        Ok((rest, env)) => (rest, Some(env)),
+        Err(_) => (input, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ParseContext {
+        ParseContext {
+            now: "2025-04-07T12:30:00Z".parse().unwrap(),
+            time_zone: jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
+        }
+    }
+
+    #[test]
+    fn rfc3164_with_host_and_tag() {
+        let (msg, env) = envelope("<34>Nov 16 14:55:56 mymachine PROGRAM: Freeform message", &ctx()).unwrap();
+        assert_eq!(msg, "Freeform message");
+        assert_eq!(env.priority, Some(34));
+        assert_eq!(env.hostname, Some("mymachine"));
+        assert_eq!(env.app, Some("PROGRAM"));
+        // November is after "now" (April 2025): the previous year, in Paris winter time.
+        assert_eq!(env.time, Some(("2024-11-16T13:55:56Z".parse().unwrap(), 3600)));
+    }
+
+    #[test]
+    fn rfc3164_bsd_mode_without_hostname() {
+        let (msg, env) = envelope("<134>Jul  3 19:10:30 filterlog[72237]: 146,,,1535324496", &ctx()).unwrap();
+        assert_eq!(msg, "146,,,1535324496");
+        assert_eq!(env.hostname, None);
+        assert_eq!((env.app, env.procid), (Some("filterlog"), Some("72237")));
+        assert_eq!(env.time.unwrap().0.to_string(), "2024-07-03T17:10:30Z");
+    }
+
+    #[test]
+    fn rfc5424_with_structured_data() {
+        let line = r#"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][examplePriority@32473 class="high"]"#;
+        let (msg, env) = envelope(line, &ctx()).unwrap();
+        assert_eq!(msg, "");
+        assert_eq!(env.priority, Some(165));
+        assert_eq!(env.hostname, Some("mymachine.example.com"));
+        assert_eq!(env.app, Some("evntslog"));
+        assert_eq!(env.procid, None);
+        assert_eq!(env.time.unwrap().0.to_string(), "2003-10-11T22:14:15.003Z");
+        let (msg, env) = envelope("<13>1 - - - - - - hello [not sd]", &ctx()).unwrap();
+        assert_eq!(msg, "hello [not sd]");
+        assert_eq!(env.time, None);
+    }
+
+    #[test]
+    fn rfc3339_in_bsd_header_and_no_priority() {
+        let (msg, env) = envelope("2021-03-12T14:10:18Z Hostname kernel: [x]IN=eth0", &ctx()).unwrap();
+        assert_eq!(msg, "[x]IN=eth0");
+        assert_eq!(env.hostname, Some("Hostname"));
+        assert_eq!(env.app, Some("kernel"));
+        assert_eq!(env.priority, None);
+    }
+
+    #[test]
+    fn not_an_envelope() {
+        assert!(envelope("IN=eth0 OUT=", &ctx()).is_err());
+        assert!(envelope("<999>Jan  1 00:00:00 x y: z", &ctx()).is_err());
+        let (msg, env) = optional_envelope("IN=eth0 OUT=", &ctx());
+        assert_eq!((msg, env), ("IN=eth0 OUT=", None));
+    }
+}

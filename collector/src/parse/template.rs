@@ -1,0 +1,565 @@
+//! The engine behind configurable access logs: a compiled template (from an Apache
+//! `LogFormat` or an Nginx `log_format`) is a list of literals and typed fields, matched
+//! against a line with a small, bounded backtracking search.
+//!
+//! Why backtracking: a field ends where the next literal starts, but the literal (often a
+//! single space) can also occur inside the field (`[10/Oct/2000:13:55:36 -0700]`,
+//! `"10.0.0.2, 10.0.0.1"`). Each field knows what its text may look like (digits, an
+//! address, a time), so the matcher tries the shortest candidate first and moves to the
+//! next occurrence of the literal when the field's text is not plausible. A step budget
+//! bounds the work on hostile input.
+
+use jiff::Timestamp;
+
+use super::ParseContext;
+use super::common::{self, ParseError, dash_none, ip, split_host_port, unescape};
+use crate::{Category, Event};
+
+/// What a template field means, and therefore where its value goes in the [`Event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Field {
+    /// Client address (`%h`, `%a`, `$remote_addr`): an IP, or a name when the server resolves
+    /// names; an optional `:port` is accepted (some front ends log `ip:port`).
+    ClientHost,
+    ClientPort,
+    /// The server's port (`%p`, `$server_port`) → `destination.port`.
+    ServerPort,
+    /// The virtual host (`%v`, `%V`, `$host`) → `observer.hostname`.
+    ServerName,
+    /// `%v:%p` written as one token in Debian's `vhost_combined`.
+    ServerIp,
+    User,
+    /// Matched and dropped (`%l`, cookies, environment variables, ...).
+    Ignore,
+    /// Matched and dropped, a single word (`%l`, the identd name).
+    IgnoreToken,
+    /// `%t`: `[10/Oct/2000:13:55:36 -0700]`, brackets included.
+    TimeClfBracketed,
+    /// `$time_local`: the same without brackets.
+    TimeClf,
+    /// `$time_iso8601`.
+    TimeIso8601,
+    /// Seconds since the epoch, possibly fractional (`$msec`, `%{sec}t`).
+    TimeEpochSeconds,
+    TimeEpochMillis,
+    TimeEpochMicros,
+    /// `%{FORMAT}t`: a strftime format, in the server's local time unless it has `%z`.
+    TimeStrftime(String),
+    /// `%r`, `$request`: `GET /path?query HTTP/1.1`.
+    Request,
+    Method,
+    /// `%U`, `$uri`: the path without the query.
+    Path,
+    /// `$request_uri`: path and query.
+    PathWithQuery,
+    /// `%q` (with its leading `?`), `$args` (without).
+    Query,
+    Protocol,
+    Status,
+    /// Response body bytes (`%b`, `%B`, `$body_bytes_sent`).
+    BytesBody,
+    /// Response bytes on the wire, headers included (`%O`, `$bytes_sent`); wins over the
+    /// body size when both are logged.
+    BytesSent,
+    /// Request bytes on the wire (`%I`, `$request_length`).
+    BytesReceived,
+    DurationMicros,
+    DurationMillis,
+    DurationSeconds,
+    /// Fractional seconds with millisecond resolution (`$request_time`).
+    DurationSecondsFrac,
+    Referrer,
+    UserAgent,
+}
+
+impl Field {
+    /// Whether `text` could be this field's value; used to steer the backtracking search.
+    fn plausible(&self, text: &str) -> bool {
+        let digits = |t: &str| t == "-" || (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
+        let decimal = |t: &str| {
+            t == "-"
+                || (!t.is_empty()
+                    && t.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                    && t.bytes().filter(|&b| b == b'.').count() <= 1)
+        };
+        let token = |t: &str| !t.is_empty() && !t.bytes().any(|b| b == b' ' || b == b'\t');
+        match self {
+            Field::Status
+            | Field::ClientPort
+            | Field::ServerPort
+            | Field::BytesBody
+            | Field::BytesSent
+            | Field::BytesReceived
+            | Field::DurationMicros
+            | Field::DurationMillis
+            | Field::DurationSeconds
+            | Field::TimeEpochMillis
+            | Field::TimeEpochMicros => digits(text),
+            Field::DurationSecondsFrac | Field::TimeEpochSeconds => decimal(text),
+            Field::ClientHost
+            | Field::ServerIp
+            | Field::Method
+            | Field::Protocol
+            | Field::User
+            | Field::IgnoreToken => token(text),
+            Field::TimeClfBracketed => {
+                text.starts_with('[')
+                    && text.ends_with(']')
+                    && text.len() > 2
+                    && common::clf_time(&text[1..text.len() - 1]).is_ok_and(|(r, _)| r.is_empty())
+            }
+            Field::TimeClf => common::clf_time(text).is_ok_and(|(r, _)| r.is_empty()),
+            Field::TimeIso8601 => common::rfc3339(text).is_ok_and(|(r, _)| r.is_empty()),
+            Field::TimeStrftime(fmt) => text == "-" || jiff::fmt::strtime::parse(fmt.as_bytes(), text).is_ok(),
+            _ => true,
+        }
+    }
+
+    /// Fields whose value is a single token with no spaces: they may directly precede another
+    /// field (`%h%l` is unusual but legal), and their extent is then the token.
+    fn is_token(&self) -> bool {
+        !matches!(
+            self,
+            Field::Request
+                | Field::Referrer
+                | Field::UserAgent
+                | Field::Ignore
+                | Field::TimeClfBracketed
+                | Field::TimeClf
+                | Field::TimeStrftime(_)
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Item {
+    Literal(String),
+    /// A field and the directive it came from (`%>s`, `$status`), for error messages.
+    Field(Field, String),
+}
+
+/// A compiled access-log template.
+#[derive(Debug, Clone)]
+pub(crate) struct Template {
+    items: Vec<Item>,
+    dataset: &'static str,
+}
+
+/// How many candidate field extents one line may try before the matcher gives up; real lines
+/// need a few dozen at most.
+const STEP_BUDGET: u32 = 4096;
+
+struct Search<'a> {
+    line: &'a str,
+    spans: Vec<&'a str>,
+    budget: u32,
+    /// The furthest point reached and what was expected there, for the error message.
+    furthest: (usize, String),
+}
+
+impl Search<'_> {
+    fn note(&mut self, pos: usize, expected: impl FnOnce() -> String) {
+        if pos >= self.furthest.0 {
+            self.furthest = (pos, expected());
+        }
+    }
+}
+
+impl Template {
+    pub(crate) fn new(items: Vec<Item>, dataset: &'static str) -> Self {
+        // Merge adjacent literals so each field is followed by at most one literal.
+        let mut merged: Vec<Item> = Vec::with_capacity(items.len());
+        for item in items {
+            match (merged.last_mut(), item) {
+                (Some(Item::Literal(prev)), Item::Literal(next)) => prev.push_str(&next),
+                (_, Item::Literal(l)) if l.is_empty() => {}
+                (_, item) => merged.push(item),
+            }
+        }
+        Template { items: merged, dataset }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    pub(crate) fn dataset(&self) -> &'static str {
+        self.dataset
+    }
+
+    /// Matches `line` (without its line terminator) against the template and builds the event.
+    pub(crate) fn parse(&self, line: &str, ctx: &ParseContext) -> Result<Event, ParseError> {
+        let text = line.trim_end_matches(['\r', '\n']);
+        let mut search = Search {
+            line: text,
+            spans: vec![""; self.items.len()],
+            budget: STEP_BUDGET,
+            furthest: (0, String::from("the start of the line")),
+        };
+        if !self.matches(0, 0, &mut search) {
+            let (pos, expected) = search.furthest;
+            return Err(ParseError::at(self.dataset, text, pos, expected));
+        }
+        let mut ev = Event {
+            dataset: self.dataset.to_owned(),
+            category: Category::Web,
+            original: line.to_owned(),
+            timestamp: ctx.now,
+            ..Event::default()
+        };
+        let mut body_bytes = None;
+        let mut sent_bytes = None;
+        for (item, span) in self.items.iter().zip(&search.spans) {
+            if let Item::Field(field, directive) = item {
+                // The span is a slice of `text`: its offset gives the error column.
+                let offset = span.as_ptr() as usize - text.as_ptr() as usize;
+                apply(field, span, &mut ev, ctx, &mut body_bytes, &mut sent_bytes)
+                    .map_err(|what| ParseError::at(self.dataset, text, offset, format!("{what} for {directive}")))?;
+            }
+        }
+        ev.destination_bytes = sent_bytes.or(body_bytes);
+        Ok(ev)
+    }
+
+    /// Tries to match items `idx..` at byte `pos`; on success `search.spans` holds each
+    /// field's text.
+    fn matches(&self, idx: usize, pos: usize, search: &mut Search<'_>) -> bool {
+        let line = search.line;
+        let rest = &line[pos..];
+        let Some(item) = self.items.get(idx) else {
+            if rest.is_empty() {
+                return true;
+            }
+            search.note(pos, || "the end of the line".to_owned());
+            return false;
+        };
+        match item {
+            Item::Literal(lit) => {
+                if rest.starts_with(lit.as_str()) {
+                    self.matches(idx + 1, pos + lit.len(), search)
+                } else if rest.is_empty() && idx + 1 == self.items.len() && idx > 0 && lit == "\"" {
+                    // A line cut inside its last quoted field (a truncated user agent): keep
+                    // what was logged rather than lose the request.
+                    true
+                } else {
+                    search.note(pos, || format!("{lit:?}"));
+                    false
+                }
+            }
+            Item::Field(field, directive) => {
+                let quoted = idx > 0 && matches!(&self.items[idx - 1], Item::Literal(l) if l.ends_with('"'));
+                let ends: Box<dyn Iterator<Item = usize> + '_> = match self.items.get(idx + 1) {
+                    None => Box::new(std::iter::once(rest.len())),
+                    // Inside quotes Apache and Nginx escape `"`, so the field ends at the
+                    // first unescaped quote: no need (and no right) to look further.
+                    Some(Item::Literal(next)) if quoted && next.starts_with('"') => {
+                        let first = occurrences(rest, "\"").next();
+                        let last_item = idx + 2 == self.items.len();
+                        match first {
+                            Some(at) if rest[at..].starts_with(next.as_str()) => Box::new(std::iter::once(at)),
+                            Some(_) => Box::new(std::iter::empty()),
+                            None if last_item && next == "\"" => Box::new(std::iter::once(rest.len())),
+                            None => Box::new(std::iter::empty()),
+                        }
+                    }
+                    Some(Item::Literal(next)) => Box::new(occurrences(rest, next)),
+                    Some(Item::Field(..)) if field.is_token() => {
+                        Box::new(std::iter::once(rest.find([' ', '\t']).unwrap_or(rest.len())))
+                    }
+                    // Two free-text fields side by side: try every split, shortest first.
+                    Some(Item::Field(..)) => {
+                        Box::new(rest.char_indices().map(|(i, _)| i).chain(std::iter::once(rest.len())))
+                    }
+                };
+                for end in ends {
+                    if search.budget == 0 {
+                        search.note(pos, || "a line this template can match without excessive backtracking".to_owned());
+                        return false;
+                    }
+                    search.budget -= 1;
+                    let candidate = &rest[..end];
+                    if !field.plausible(candidate) {
+                        search.note(pos, || describe(field, directive));
+                        continue;
+                    }
+                    search.spans[idx] = candidate;
+                    if self.matches(idx + 1, pos + end, search) {
+                        return true;
+                    }
+                }
+                search.note(pos, || describe(field, directive));
+                false
+            }
+        }
+    }
+}
+
+/// Offsets in `haystack` where `needle` starts, skipping backslash escapes (`\"` inside a
+/// quoted field is not the closing quote).
+fn occurrences<'a>(haystack: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a {
+    let bytes = haystack.as_bytes();
+    let first = needle.as_bytes().first().copied();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i <= bytes.len() {
+            let at = i;
+            if at < bytes.len() && bytes[at] == b'\\' && first != Some(b'\\') {
+                i += 2;
+                continue;
+            }
+            i += 1;
+            if haystack.is_char_boundary(at) && haystack[at..].starts_with(needle) {
+                return Some(at);
+            }
+        }
+        None
+    })
+}
+
+fn describe(field: &Field, directive: &str) -> String {
+    let what = match field {
+        Field::Status => "an HTTP status code",
+        Field::ClientPort | Field::ServerPort => "a port number",
+        Field::BytesBody | Field::BytesSent | Field::BytesReceived => "a byte count or -",
+        Field::DurationMicros | Field::DurationMillis | Field::DurationSeconds | Field::DurationSecondsFrac => {
+            "a duration"
+        }
+        Field::TimeClfBracketed => "a time such as [10/Oct/2000:13:55:36 -0700]",
+        Field::TimeClf => "a time such as 10/Oct/2000:13:55:36 -0700",
+        Field::TimeIso8601 => "an ISO 8601 time",
+        Field::TimeEpochSeconds | Field::TimeEpochMillis | Field::TimeEpochMicros => "a time since the epoch",
+        Field::TimeStrftime(_) => "a time in the configured format",
+        Field::ClientHost | Field::ServerIp => "an address",
+        _ => "a value",
+    };
+    format!("{what} for {directive}")
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> Result<Option<T>, &'static str> {
+    match dash_none(text) {
+        None => Ok(None),
+        Some(t) => t.parse().map(Some).map_err(|_| "a number in range"),
+    }
+}
+
+fn apply(
+    field: &Field,
+    text: &str,
+    ev: &mut Event,
+    ctx: &ParseContext,
+    body_bytes: &mut Option<u64>,
+    sent_bytes: &mut Option<u64>,
+) -> Result<(), &'static str> {
+    match field {
+        Field::ClientHost => {
+            if let Some(t) = dash_none(text) {
+                let (host, port) = split_host_port(t);
+                if let Some(addr) = ip(host) {
+                    ev.source_ip = Some(addr);
+                    if port.is_some() {
+                        ev.source_port = port;
+                    }
+                }
+            }
+        }
+        Field::ClientPort => ev.source_port = number(text)?,
+        Field::ServerPort => ev.destination_port = number(text)?,
+        Field::ServerName => ev.observer_hostname = dash_none(text).map(str::to_owned),
+        Field::ServerIp => ev.destination_ip = dash_none(text).and_then(ip),
+        Field::User => ev.user_name = dash_none(text).map(|u| unescape(u).into_owned()),
+        Field::Ignore | Field::IgnoreToken => {}
+        Field::TimeClfBracketed => {
+            set_time(ev, common::clf_time(&text[1..text.len() - 1]).map_err(|_| "a valid time")?.1)
+        }
+        Field::TimeClf => set_time(ev, common::clf_time(text).map_err(|_| "a valid time")?.1),
+        Field::TimeIso8601 => set_time(ev, common::rfc3339(text).map_err(|_| "a valid time")?.1),
+        Field::TimeEpochSeconds => {
+            if let Some(t) = dash_none(text) {
+                let secs: f64 = t.parse().map_err(|_| "seconds since the epoch")?;
+                let ts = Timestamp::from_millisecond((secs * 1000.0).round() as i64).map_err(|_| "a time in range")?;
+                set_time(ev, (ts, 0));
+            }
+        }
+        Field::TimeEpochMillis | Field::TimeEpochMicros => {
+            if let Some(v) = number::<i64>(text)? {
+                let ts = if *field == Field::TimeEpochMillis {
+                    Timestamp::from_millisecond(v)
+                } else {
+                    Timestamp::from_microsecond(v)
+                };
+                set_time(ev, (ts.map_err(|_| "a time in range")?, 0));
+            }
+        }
+        Field::TimeStrftime(fmt) => {
+            if dash_none(text).is_some() {
+                let tm =
+                    jiff::fmt::strtime::parse(fmt.as_bytes(), text).map_err(|_| "a time in the configured format")?;
+                if let Ok(ts) = tm.to_timestamp() {
+                    let off = tm.offset().map_or(0, |o| o.seconds());
+                    set_time(ev, (ts, off));
+                } else if let Ok(dt) = tm.to_datetime() {
+                    // No offset in the format: Apache wrote the server's local time.
+                    let zoned = dt.to_zoned_datetime(ctx.time_zone.clone()).map_err(|_| "a time in range")?;
+                    set_time(ev, (zoned.timestamp(), zoned.offset().seconds()));
+                }
+                // A format with only part of a date (`%{%H}t`) adds nothing usable.
+            }
+        }
+        Field::Request => apply_request(text, ev),
+        Field::Method => ev.http_method = dash_none(text).map(str::to_owned),
+        Field::Path => ev.url_path = dash_none(text).map(|p| unescape(p).into_owned()),
+        Field::PathWithQuery => {
+            if let Some(t) = dash_none(text) {
+                apply_target(&unescape(t), ev);
+            }
+        }
+        Field::Query => {
+            let q = text.strip_prefix('?').unwrap_or(text);
+            ev.url_query = dash_none(q).map(|q| unescape(q).into_owned());
+        }
+        Field::Protocol => ev.http_version = dash_none(text).map(|p| p.strip_prefix("HTTP/").unwrap_or(p).to_owned()),
+        Field::Status => ev.http_status = number(text)?,
+        Field::BytesBody => *body_bytes = number(text)?,
+        Field::BytesSent => *sent_bytes = number(text)?,
+        Field::BytesReceived => ev.source_bytes = number(text)?,
+        Field::DurationMicros => ev.duration_ns = number::<u64>(text)?.map(|v| v.saturating_mul(1_000)),
+        Field::DurationMillis => ev.duration_ns = number::<u64>(text)?.map(|v| v.saturating_mul(1_000_000)),
+        Field::DurationSeconds => ev.duration_ns = number::<u64>(text)?.map(|v| v.saturating_mul(1_000_000_000)),
+        Field::DurationSecondsFrac => {
+            if let Some(t) = dash_none(text) {
+                let secs: f64 = t.parse().map_err(|_| "a duration in seconds")?;
+                ev.duration_ns = Some((secs * 1e9).round() as u64);
+            }
+        }
+        Field::Referrer => ev.http_referrer = dash_none(text).map(|r| unescape(r).into_owned()),
+        Field::UserAgent => ev.user_agent = dash_none(text).map(|u| unescape(u).into_owned()),
+    }
+    Ok(())
+}
+
+fn set_time(ev: &mut Event, (ts, off): (Timestamp, i32)) {
+    ev.timestamp = ts;
+    ev.utc_offset_seconds = Some(off);
+}
+
+/// Splits a request line `METHOD target [PROTOCOL]` into the event's HTTP and URL fields.
+///
+/// Lines that are not requests (`-` for a 408, TLS bytes sent to a plain port, an empty
+/// string) are kept as the original only: the status still says what happened.
+fn apply_request(text: &str, ev: &mut Event) {
+    let Some(t) = dash_none(text) else { return };
+    let t = unescape(t);
+    let Some((method, rest)) = t.split_once(' ') else { return };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_') {
+        return;
+    }
+    ev.http_method = Some(method.to_owned());
+    // The target may itself contain spaces (Apache logs the line as received), so the
+    // protocol is the last word when it looks like one.
+    let target = match rest.rsplit_once(' ') {
+        Some((target, proto)) if proto.starts_with("HTTP/") => {
+            ev.http_version = Some(proto["HTTP/".len()..].to_owned());
+            target
+        }
+        _ => rest,
+    };
+    apply_target(target, ev);
+}
+
+/// `url.path` and `url.query` from a request target: origin form (`/a?b`), absolute form
+/// (`http://host/a?b`, proxies) or authority form (`host:443`, CONNECT).
+fn apply_target(target: &str, ev: &mut Event) {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let path = match path.split_once("://") {
+        Some((scheme, after))
+            if scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.') =>
+        {
+            after.find('/').map_or("/", |i| &after[i..])
+        }
+        _ => path,
+    };
+    ev.url_path = (!path.is_empty()).then(|| path.to_owned());
+    ev.url_query = query.map(str::to_owned);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(field: Field) -> Item {
+        Item::Field(field, "%x".to_owned())
+    }
+    fn l(s: &str) -> Item {
+        Item::Literal(s.to_owned())
+    }
+
+    fn ctx() -> ParseContext {
+        ParseContext { now: "2025-04-07T12:30:00Z".parse().unwrap(), time_zone: jiff::tz::TimeZone::UTC }
+    }
+
+    #[test]
+    fn occurrences_skip_escaped_quotes() {
+        let v: Vec<_> = occurrences(r#"a\" b" c"#, "\" ").collect();
+        assert_eq!(v, vec![5]);
+        let v: Vec<_> = occurrences("x y z", " ").collect();
+        assert_eq!(v, vec![1, 3]);
+    }
+
+    #[test]
+    fn backtracks_past_spaces_inside_a_field() {
+        // A forwarded-for list with spaces, followed by the client address.
+        let t = Template::new(
+            vec![f(Field::Ignore), l(" "), f(Field::ClientHost), l(" "), f(Field::Status)],
+            "nginx.access",
+        );
+        let ev = t.parse("10.0.0.2, 10.0.0.1 192.0.2.7 200", &ctx()).unwrap();
+        // Shortest first would give the ignored field "10.0.0.2,", but then "192.0.2.7 200"
+        // is no status: the matcher backtracks until every field is plausible.
+        assert_eq!(ev.source_ip, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(ev.http_status, Some(200));
+    }
+
+    #[test]
+    fn error_names_the_directive_and_column() {
+        let t = Template::new(
+            vec![f(Field::ClientHost), l(" "), Item::Field(Field::Status, "%>s".to_owned())],
+            "apache.access",
+        );
+        let err = t.parse("1.2.3.4 abc", &ctx()).unwrap_err();
+        assert_eq!(err.column(), 9);
+        assert_eq!(err.expected(), "an HTTP status code for %>s");
+    }
+
+    #[test]
+    fn budget_stops_pathological_lines() {
+        let items: Vec<Item> = (0..12).flat_map(|_| [f(Field::Ignore), l(" ")]).chain([f(Field::Status)]).collect();
+        let t = Template::new(items, "apache.access");
+        let line = "a ".repeat(40) + "x";
+        let err = t.parse(&line, &ctx()).unwrap_err();
+        assert!(!err.expected().is_empty());
+    }
+
+    #[test]
+    fn request_forms() {
+        let mut ev = Event::default();
+        apply_request("GET /a b?x=1 HTTP/1.1", &mut ev);
+        assert_eq!(
+            (ev.http_method.as_deref(), ev.url_path.as_deref(), ev.url_query.as_deref()),
+            (Some("GET"), Some("/a b"), Some("x=1"))
+        );
+        assert_eq!(ev.http_version.as_deref(), Some("1.1"));
+        let mut ev = Event::default();
+        apply_request("GET http://example.com/p?q HTTP/1.0", &mut ev);
+        assert_eq!((ev.url_path.as_deref(), ev.url_query.as_deref()), (Some("/p"), Some("q")));
+        let mut ev = Event::default();
+        apply_request(r"\x16\x03\x01", &mut ev);
+        assert_eq!(ev.http_method, None);
+        let mut ev = Event::default();
+        apply_request("GET /old", &mut ev);
+        assert_eq!((ev.url_path.as_deref(), ev.http_version.as_deref()), (Some("/old"), None));
+    }
+}
