@@ -1,0 +1,689 @@
+//! The legal archive: day partitions under one directory, appended, committed, searched, purged.
+//!
+//! Everything here is blocking (Tantivy, fsync); async callers go through [`crate::run_sink`]
+//! or `spawn_blocking`. Nothing outside this crate writes the archive.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::IpAddr;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{Order, TantivyDocument, Term};
+
+use crate::error::ArchiveError;
+use crate::partition::{self, PURGING_PREFIX, Partition, TMP_PREFIX, utc_day};
+use crate::record::ConnectionRecord;
+use crate::schema::{self, TIMESTAMP_NS};
+
+/// At most this many days keep a writer (and its memory arena) open at once. Live traffic
+/// needs one, two around midnight; a replay of old days commits and closes as it goes.
+const MAX_OPEN_WRITERS: usize = 3;
+
+/// A requisition's question: records in `[from, to)` matching every given criterion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveQuery {
+    /// Inclusive start.
+    pub from: Timestamp,
+    /// Exclusive end.
+    pub to: Timestamp,
+    pub source_ip: Option<IpAddr>,
+    pub source_port: Option<u16>,
+    /// Exact account name.
+    pub user_name: Option<String>,
+    /// At most this many records, the earliest first.
+    pub limit: usize,
+}
+
+/// An authority's order to keep some days beyond the retention period ("conservation rapide").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegalHold {
+    /// The requisition reference the hold was ordered under.
+    pub reference: String,
+    /// First and last UTC day covered, inclusive.
+    pub from: Date,
+    pub to: Date,
+}
+
+impl LegalHold {
+    pub fn covers(&self, day: Date) -> bool {
+        self.from <= day && day <= self.to
+    }
+}
+
+/// What one day holds (committed documents only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayStats {
+    pub day: Date,
+    pub documents: u64,
+    pub first: Option<Timestamp>,
+    pub last: Option<Timestamp>,
+}
+
+/// What the archive holds (committed documents only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveStats {
+    pub days: Vec<DayStats>,
+    pub total_documents: u64,
+    /// Event ids held by more than one live document, counted once per extra copy. An
+    /// idempotent archive keeps this at 0 whatever is replayed.
+    pub duplicate_event_ids: u64,
+}
+
+/// What one append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendReport {
+    pub appended: u64,
+    /// Records whose event id was already archived (or pending) and which replaced it.
+    pub replaced: u64,
+}
+
+/// The archive rooted at one directory. See the crate documentation for the layout.
+#[derive(Debug)]
+pub struct Archive {
+    root: PathBuf,
+    /// Every day present on disk.
+    days: BTreeSet<Date>,
+    /// Days with a writer; closed when they stop receiving records.
+    open: BTreeMap<Date, Partition>,
+    /// Days that received records since the previous commit.
+    touched: BTreeSet<Date>,
+    #[cfg(any(test, feature = "testsuite"))]
+    fail_next_commit: bool,
+}
+
+impl Archive {
+    /// Opens the archive at `dir`, creating it if needed. Finishes interrupted purges, drops
+    /// interrupted day creations, and refuses any day written by a newer format version.
+    pub fn open(dir: &Path) -> Result<Archive, ArchiveError> {
+        std::fs::create_dir_all(dir).map_err(ArchiveError::io(dir))?;
+        let mut days = BTreeSet::new();
+        for entry in std::fs::read_dir(dir).map_err(ArchiveError::io(dir))? {
+            let entry = entry.map_err(ArchiveError::io(dir))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TMP_PREFIX) || name.starts_with(PURGING_PREFIX) {
+                // A creation that never got its final name held no records; a purge that was
+                // interrupted had already been decided. Both are finished here.
+                tracing::info!(dir = %path.display(), "removing interrupted archive day operation");
+                std::fs::remove_dir_all(&path).map_err(ArchiveError::io(&path))?;
+                continue;
+            }
+            let Ok(day) = name.parse::<Date>() else {
+                tracing::debug!(entry = %path.display(), "ignoring non-day entry in archive directory");
+                continue;
+            };
+            if !path.is_dir() {
+                continue;
+            }
+            // Opening validates the format version and the schema of every day now, rather
+            // than failing on the day a requisition needs it.
+            Partition::open(&path, day)?;
+            days.insert(day);
+        }
+        tracing::info!(dir = %dir.display(), days = days.len(), "archive opened");
+        Ok(Archive {
+            root: dir.to_owned(),
+            days,
+            open: BTreeMap::new(),
+            touched: BTreeSet::new(),
+            #[cfg(any(test, feature = "testsuite"))]
+            fail_next_commit: false,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The days present, oldest first.
+    pub fn days(&self) -> impl Iterator<Item = Date> + '_ {
+        self.days.iter().copied()
+    }
+
+    /// Adds `records`, each to its UTC day. Durable only after [`Archive::commit`].
+    pub fn append(&mut self, records: &[ConnectionRecord]) -> Result<(), ArchiveError> {
+        self.append_report(records).map(|_| ())
+    }
+
+    /// [`Archive::append`], saying how many records replaced an archived one.
+    pub fn append_report(&mut self, records: &[ConnectionRecord]) -> Result<AppendReport, ArchiveError> {
+        let mut by_day: BTreeMap<Date, Vec<&ConnectionRecord>> = BTreeMap::new();
+        for record in records {
+            by_day.entry(utc_day(record.timestamp)).or_default().push(record);
+        }
+        let mut report = AppendReport::default();
+        for (day, records) in by_day {
+            let partition = self.writable(day)?;
+            report.replaced += partition.append(&records)?;
+            report.appended += records.len() as u64;
+            self.touched.insert(day);
+        }
+        Ok(report)
+    }
+
+    /// The open partition of `day`, creating the day or opening it as needed. Keeps at most
+    /// [`MAX_OPEN_WRITERS`] writers: beyond that, everything pending is committed (earlier
+    /// durability is always safe) and the other writers are closed.
+    fn writable(&mut self, day: Date) -> Result<&mut Partition, ArchiveError> {
+        if !self.open.contains_key(&day) {
+            if self.open.len() >= MAX_OPEN_WRITERS {
+                self.commit_dirty()?;
+                for (_, mut p) in std::mem::take(&mut self.open) {
+                    p.close_writer()?;
+                }
+            }
+            let partition = if self.days.contains(&day) {
+                Partition::open(&partition::day_dir(&self.root, day), day)?
+            } else {
+                let p = Partition::create(&self.root, day)?;
+                self.days.insert(day);
+                p
+            };
+            self.open.insert(day, partition);
+        }
+        Ok(self.open.get_mut(&day).expect("inserted above"))
+    }
+
+    /// Makes every appended record durable (each dirty day is committed and fsynced), then
+    /// closes the writers of days that received nothing since the previous commit.
+    ///
+    /// After an error, drop this `Archive` and open the directory again: what was committed
+    /// stays, and the uncommitted records must be replayed by their source.
+    pub fn commit(&mut self) -> Result<(), ArchiveError> {
+        #[cfg(any(test, feature = "testsuite"))]
+        if std::mem::take(&mut self.fail_next_commit) {
+            return Err(ArchiveError::InjectedFailure);
+        }
+        self.commit_dirty()?;
+        let idle: Vec<Date> = self.open.keys().filter(|d| !self.touched.contains(d)).copied().collect();
+        for day in idle {
+            if let Some(mut p) = self.open.remove(&day) {
+                p.close_writer()?;
+                tracing::debug!(day = %day, "archive day writer closed");
+            }
+        }
+        self.touched.clear();
+        Ok(())
+    }
+
+    fn commit_dirty(&mut self) -> Result<(), ArchiveError> {
+        for partition in self.open.values_mut().filter(|p| p.is_dirty()) {
+            partition.commit()?;
+            tracing::debug!(day = %partition.day, "archive day committed");
+        }
+        Ok(())
+    }
+
+    /// Whether some day still holds a writer (a commit would close the idle ones).
+    pub(crate) fn has_open_writers(&self) -> bool {
+        self.open.values().any(Partition::is_writing)
+    }
+
+    /// Makes the next [`Archive::commit`] fail without writing anything, to test what callers
+    /// do with a failed commit.
+    #[cfg(any(test, feature = "testsuite"))]
+    pub fn fail_next_commit(&mut self) {
+        self.fail_next_commit = true;
+    }
+
+    /// The committed records matching `query`, earliest first. Opens only the days the time
+    /// range covers.
+    pub fn search(&self, query: &ArchiveQuery) -> Result<Vec<ConnectionRecord>, ArchiveError> {
+        if query.to <= query.from || query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let first_day = utc_day(query.from);
+        let last_day = utc_day(query.to - jiff::SignedDuration::from_nanos(1));
+        let mut out = Vec::new();
+        for day in self.days.range(first_day..=last_day).copied() {
+            let remaining = query.limit - out.len();
+            if remaining == 0 {
+                break;
+            }
+            self.with_partition(day, |p| search_day(p, query, remaining, &mut out))?;
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` on the partition of `day`: the open one, or one opened for reading only.
+    fn with_partition<T>(
+        &self,
+        day: Date,
+        f: impl FnOnce(&Partition) -> Result<T, ArchiveError>,
+    ) -> Result<T, ArchiveError> {
+        match self.open.get(&day) {
+            Some(p) => f(p),
+            None => f(&Partition::open(&partition::day_dir(&self.root, day), day)?),
+        }
+    }
+
+    /// Per-day document counts and time ranges, and the number of duplicated event ids.
+    pub fn stats(&self) -> Result<ArchiveStats, ArchiveError> {
+        let mut stats = ArchiveStats { days: Vec::new(), total_documents: 0, duplicate_event_ids: 0 };
+        for day in self.days.iter().copied() {
+            let (day_stats, duplicates) = self.with_partition(day, day_stats)?;
+            stats.total_documents += day_stats.documents;
+            stats.duplicate_event_ids += duplicates;
+            stats.days.push(day_stats);
+        }
+        Ok(stats)
+    }
+
+    /// Removes whole days older than `keep_days` before `today` (a UTC date) that no hold
+    /// covers, and returns them. A day `d` is expired once `d + keep_days < today`: its last
+    /// record is then more than `keep_days` days old.
+    pub fn purge_expired(
+        &mut self,
+        today: Date,
+        keep_days: u32,
+        holds: &[LegalHold],
+    ) -> Result<Vec<Date>, ArchiveError> {
+        let cutoff = today
+            .checked_sub(jiff::Span::new().days(i64::from(keep_days)))
+            .map_err(|e| ArchiveError::InvalidQuery(format!("retention of {keep_days} days before {today}: {e}")))?;
+        let expired: Vec<Date> = self.days.range(..cutoff).copied().collect();
+        let mut removed = Vec::new();
+        for day in expired {
+            if let Some(hold) = holds.iter().find(|h| h.covers(day)) {
+                tracing::info!(day = %day, hold = %hold.reference, "expired archive day kept under legal hold");
+                continue;
+            }
+            if let Some(mut p) = self.open.remove(&day) {
+                // Its pending records are expired too: nothing to commit before deleting.
+                p.close_writer()?;
+            }
+            self.touched.remove(&day);
+            let dir = partition::day_dir(&self.root, day);
+            let doomed = self.root.join(format!("{PURGING_PREFIX}{day}"));
+            // Renaming first makes the removal all-or-nothing from the archive's point of view:
+            // a crash mid-way leaves a `.purging-` directory that the next open finishes.
+            std::fs::rename(&dir, &doomed).map_err(ArchiveError::io(&dir))?;
+            partition::sync_dir(&self.root)?;
+            std::fs::remove_dir_all(&doomed).map_err(ArchiveError::io(&doomed))?;
+            self.days.remove(&day);
+            tracing::warn!(day = %day, keep_days, "expired archive day deleted");
+            removed.push(day);
+        }
+        Ok(removed)
+    }
+}
+
+fn search_day(
+    partition: &Partition,
+    query: &ArchiveQuery,
+    limit: usize,
+    out: &mut Vec<ConnectionRecord>,
+) -> Result<(), ArchiveError> {
+    let fields = &partition.fields;
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
+        Occur::Must,
+        Box::new(RangeQuery::new(
+            Bound::Included(Term::from_field_i64(fields.timestamp_ns, schema::timestamp_ns(query.from))),
+            Bound::Excluded(Term::from_field_i64(fields.timestamp_ns, schema::timestamp_ns(query.to))),
+        )),
+    )];
+    let term =
+        |t: Term| -> (Occur, Box<dyn Query>) { (Occur::Must, Box::new(TermQuery::new(t, IndexRecordOption::Basic))) };
+    if let Some(ip) = query.source_ip {
+        clauses.push(term(Term::from_field_ip_addr(fields.source_ip, schema::to_v6(ip))));
+    }
+    if let Some(port) = query.source_port {
+        clauses.push(term(Term::from_field_u64(fields.source_port, u64::from(port))));
+    }
+    if let Some(user) = &query.user_name {
+        clauses.push(term(Term::from_field_text(fields.user_name, user)));
+    }
+    let searcher = partition.searcher();
+    let collector = TopDocs::with_limit(limit).order_by_fast_field::<i64>(TIMESTAMP_NS, Order::Asc);
+    let hits =
+        searcher.search(&BooleanQuery::new(clauses), &collector).map_err(ArchiveError::tantivy(&partition.dir))?;
+    for (_, address) in hits {
+        let doc: TantivyDocument = searcher.doc(address).map_err(ArchiveError::tantivy(&partition.dir))?;
+        out.push(fields.record_of(&doc, &partition.dir)?);
+    }
+    Ok(())
+}
+
+/// The statistics of one day and its count of duplicated ids, read from the live documents'
+/// fast fields (no document is decompressed).
+fn day_stats(partition: &Partition) -> Result<(DayStats, u64), ArchiveError> {
+    let searcher = partition.searcher();
+    let tantivy_err = ArchiveError::tantivy(&partition.dir);
+    let mut documents = 0;
+    let mut range: Option<(i64, i64)> = None;
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut duplicates = 0;
+    let mut id = String::new();
+    for segment in searcher.segment_readers() {
+        let fast = segment.fast_fields();
+        let (timestamps, ids) = match (fast.i64(TIMESTAMP_NS), fast.str(schema::EVENT_ID)) {
+            (Ok(t), Ok(Some(i))) => (t, i),
+            (Err(e), _) | (_, Err(e)) => return Err(tantivy_err(e)),
+            (Ok(_), Ok(None)) => {
+                return Err(ArchiveError::Corrupt {
+                    path: partition.dir.clone(),
+                    reason: "its event ids are not a fast field".into(),
+                });
+            }
+        };
+        for doc in segment.doc_ids_alive() {
+            documents += 1;
+            if let Some(t) = timestamps.first(doc) {
+                range = Some(range.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
+            }
+            for ord in ids.term_ords(doc) {
+                id.clear();
+                ids.ord_to_str(ord, &mut id).map_err(ArchiveError::io(&partition.dir))?;
+                if !seen.insert(id.clone()) {
+                    duplicates += 1;
+                }
+            }
+        }
+    }
+    let ts = |ns: i64| Timestamp::from_nanosecond(i128::from(ns)).ok();
+    Ok((
+        DayStats {
+            day: partition.day,
+            documents,
+            first: range.and_then(|(a, _)| ts(a)),
+            last: range.and_then(|(_, b)| ts(b)),
+        },
+        duplicates,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::day_dir;
+
+    pub(crate) fn rec(id: &str, at: &str, ip: &str, port: u16, user: Option<&str>) -> ConnectionRecord {
+        ConnectionRecord {
+            event_id: id.into(),
+            timestamp: at.parse().unwrap(),
+            utc_offset_seconds: Some(7200),
+            dataset: "apache.access".into(),
+            source_ip: Some(ip.parse().unwrap()),
+            source_port: Some(port),
+            destination_ip: Some("203.0.113.5".parse().unwrap()),
+            destination_port: Some(443),
+            protocol: Some("HTTP/1.1".into()),
+            operation: "consultation".into(),
+            user_name: user.map(str::to_owned),
+            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
+            status: Some(200),
+            duration_ns: Some(1_500_000),
+            school_uai: Some("0690001A".into()),
+            observer: Some("web1".into()),
+        }
+    }
+
+    fn query(from: &str, to: &str) -> ArchiveQuery {
+        ArchiveQuery {
+            from: from.parse().unwrap(),
+            to: to.parse().unwrap(),
+            source_ip: None,
+            source_port: None,
+            user_name: None,
+            limit: 1000,
+        }
+    }
+
+    fn ids(records: &[ConnectionRecord]) -> Vec<&str> {
+        records.iter().map(|r| r.event_id.as_str()).collect()
+    }
+
+    fn date(s: &str) -> Date {
+        s.parse().unwrap()
+    }
+
+    const ALL: (&str, &str) = ("2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z");
+
+    #[test]
+    fn re_appending_an_id_replaces_it_and_never_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        let first = [
+            rec("web:1", "2025-04-07T08:00:00Z", "192.0.2.1", 40001, Some("alice")),
+            rec("web:2", "2025-04-07T08:00:01Z", "192.0.2.2", 40002, Some("bob")),
+            rec("web:3", "2025-04-07T08:00:02Z", "192.0.2.3", 40003, None),
+        ];
+        let report = archive.append_report(&first).unwrap();
+        assert_eq!(report, AppendReport { appended: 3, replaced: 0 });
+        // The same id twice before a commit (a replay racing the original).
+        let report = archive.append_report(&first[..1]).unwrap();
+        assert_eq!(report, AppendReport { appended: 1, replaced: 1 });
+        archive.commit().unwrap();
+
+        // A replay after a restart: same ids, one of them re-parsed differently.
+        drop(archive);
+        let mut archive = Archive::open(dir.path()).unwrap();
+        let mut replay = first.clone();
+        replay[1].status = Some(302);
+        let report = archive.append_report(&replay).unwrap();
+        assert_eq!(report, AppendReport { appended: 3, replaced: 3 });
+        archive.commit().unwrap();
+
+        let stats = archive.stats().unwrap();
+        assert_eq!((stats.total_documents, stats.duplicate_event_ids), (3, 0));
+        let found = archive.search(&query(ALL.0, ALL.1)).unwrap();
+        assert_eq!(found, replay);
+    }
+
+    #[test]
+    fn records_are_partitioned_by_utc_day_across_midnight() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        let records = [
+            rec("a", "2025-04-06T23:59:59.900Z", "192.0.2.1", 1, None),
+            // 01:30 in Paris (UTC+2) is still the 6th in UTC.
+            rec("b", "2025-04-07T01:30:00+02:00", "192.0.2.1", 2, None),
+            rec("c", "2025-04-07T00:00:00Z", "192.0.2.1", 3, None),
+            rec("d", "2025-04-07T00:00:00.100Z", "192.0.2.1", 4, None),
+        ];
+        archive.append(&records).unwrap();
+        archive.commit().unwrap();
+
+        assert_eq!(archive.days().collect::<Vec<_>>(), [date("2025-04-06"), date("2025-04-07")]);
+        assert!(day_dir(dir.path(), date("2025-04-06")).join("partition.json").is_file());
+        let stats = archive.stats().unwrap();
+        let summary: Vec<_> = stats.days.iter().map(|d| (d.day, d.documents, d.first, d.last)).collect();
+        let ts = |s: &str| Some(s.parse::<Timestamp>().unwrap());
+        assert_eq!(
+            summary,
+            [
+                (date("2025-04-06"), 2, ts("2025-04-06T23:30:00Z"), ts("2025-04-06T23:59:59.9Z")),
+                (date("2025-04-07"), 2, ts("2025-04-07T00:00:00Z"), ts("2025-04-07T00:00:00.1Z")),
+            ]
+        );
+        let across = archive.search(&query("2025-04-06T23:59:00Z", "2025-04-07T00:00:00.050Z")).unwrap();
+        assert_eq!(ids(&across), ["a", "c"]);
+        let meta = std::fs::read_to_string(day_dir(dir.path(), date("2025-04-07")).join("partition.json")).unwrap();
+        let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+        assert_eq!(meta["format_version"], 1);
+        assert_eq!(meta["day"], "2025-04-07");
+        assert_eq!(meta["first"], "2025-04-07T00:00:00Z");
+        assert_eq!(meta["last"], "2025-04-07T00:00:00.1Z");
+    }
+
+    #[test]
+    fn search_filters_by_ip_port_user_and_half_open_time_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive
+            .append(&[
+                rec("1", "2025-04-07T10:00:00Z", "192.0.2.7", 50000, Some("alice")),
+                rec("2", "2025-04-07T10:00:05Z", "192.0.2.7", 50001, Some("bob")),
+                rec("3", "2025-04-07T10:00:10Z", "192.0.2.8", 50000, Some("alice")),
+                rec("4", "2025-04-07T10:00:15Z", "2001:db8::7", 50000, Some("carol")),
+                rec("5", "2025-04-08T09:00:00Z", "192.0.2.7", 50000, Some("alice")),
+            ])
+            .unwrap();
+        archive.commit().unwrap();
+        let q = |f: &dyn Fn(&mut ArchiveQuery)| {
+            let mut q = query(ALL.0, ALL.1);
+            f(&mut q);
+            ids(&archive.search(&q).unwrap()).into_iter().map(str::to_owned).collect::<Vec<_>>()
+        };
+        assert_eq!(q(&|q| q.source_ip = Some("192.0.2.7".parse().unwrap())), ["1", "2", "5"]);
+        assert_eq!(
+            q(&|q| {
+                q.source_ip = Some("192.0.2.7".parse().unwrap());
+                q.source_port = Some(50000);
+            }),
+            ["1", "5"]
+        );
+        assert_eq!(q(&|q| q.source_ip = Some("2001:db8::7".parse().unwrap())), ["4"]);
+        assert_eq!(q(&|q| q.user_name = Some("alice".into())), ["1", "3", "5"]);
+        assert_eq!(q(&|q| q.user_name = Some("Alice".into())), Vec::<String>::new());
+        assert_eq!(q(&|q| q.limit = 2), ["1", "2"]);
+        // [from, to): the start is included, the end is not.
+        assert_eq!(
+            q(&|q| {
+                q.from = "2025-04-07T10:00:05Z".parse().unwrap();
+                q.to = "2025-04-07T10:00:15Z".parse().unwrap();
+            }),
+            ["2", "3"]
+        );
+        assert_eq!(q(&|q| q.to = q.from), Vec::<String>::new());
+        assert_eq!(q(&|q| q.limit = 0), Vec::<String>::new());
+        let found = archive.search(&query("2025-04-07T10:00:15Z", "2025-04-07T10:00:16Z")).unwrap();
+        assert_eq!(found, [rec("4", "2025-04-07T10:00:15Z", "2001:db8::7", 50000, Some("carol"))]);
+    }
+
+    #[test]
+    fn search_opens_only_the_days_of_its_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive
+            .append(&[
+                rec("1", "2025-04-07T10:00:00Z", "192.0.2.7", 1, None),
+                rec("2", "2025-04-09T10:00:00Z", "192.0.2.7", 1, None),
+            ])
+            .unwrap();
+        archive.commit().unwrap();
+        archive.commit().unwrap(); // closes both idle writers
+        // Break the 9th: a search that needed it would fail.
+        std::fs::remove_file(day_dir(dir.path(), date("2025-04-09")).join("index/meta.json")).unwrap();
+        let found = archive.search(&query("2025-04-07T00:00:00Z", "2025-04-09T00:00:00Z")).unwrap();
+        assert_eq!(ids(&found), ["1"]);
+        assert!(archive.search(&query("2025-04-07T00:00:00Z", "2025-04-09T00:00:00.001Z")).is_err());
+    }
+
+    #[test]
+    fn uncommitted_records_are_not_visible_and_do_not_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive.append(&[rec("1", "2025-04-07T10:00:00Z", "192.0.2.7", 1, None)]).unwrap();
+        assert!(archive.search(&query(ALL.0, ALL.1)).unwrap().is_empty());
+        drop(archive); // a crash before commit
+        let archive = Archive::open(dir.path()).unwrap();
+        assert_eq!(archive.stats().unwrap().total_documents, 0);
+    }
+
+    #[test]
+    fn purge_removes_expired_days_unless_a_hold_covers_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        let days = ["2024-04-05", "2024-04-06", "2024-04-07", "2025-04-07"];
+        let records: Vec<_> = days.iter().map(|d| rec(d, &format!("{d}T23:59:00Z"), "192.0.2.1", 1, None)).collect();
+        archive.append(&records).unwrap();
+        archive.commit().unwrap();
+        let today = date("2025-04-07");
+        let hold =
+            LegalHold { reference: "PV 2025/123 OPJ Lyon".into(), from: date("2024-04-06"), to: date("2024-04-06") };
+
+        let removed = archive.purge_expired(today, 365, std::slice::from_ref(&hold)).unwrap();
+        assert_eq!(removed, [date("2024-04-05")]);
+        assert!(!day_dir(dir.path(), date("2024-04-05")).exists());
+        assert!(day_dir(dir.path(), date("2024-04-06")).exists());
+
+        // The hold is lifted: the 6th goes; the 7th is exactly 365 days old and stays.
+        let removed = archive.purge_expired(today, 365, &[]).unwrap();
+        assert_eq!(removed, [date("2024-04-06")]);
+        let kept: Vec<_> = Archive::open(dir.path()).unwrap().days().collect();
+        assert_eq!(kept, [date("2024-04-07"), date("2025-04-07")]);
+        assert_eq!(ids(&archive.search(&query(ALL.0, ALL.1)).unwrap()), ["2024-04-07", "2025-04-07"]);
+        assert!(archive.purge_expired(today, 365, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn purge_closes_a_day_still_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive.append(&[rec("old", "2024-01-01T12:00:00Z", "192.0.2.1", 1, None)]).unwrap();
+        assert!(archive.has_open_writers());
+        let removed = archive.purge_expired(date("2025-04-07"), 365, &[]).unwrap();
+        assert_eq!(removed, [date("2024-01-01")]);
+        assert!(!archive.has_open_writers());
+        archive.commit().unwrap();
+        assert_eq!(archive.stats().unwrap().total_documents, 0);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_day_of_a_newer_format_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive.append(&[rec("1", "2025-04-07T10:00:00Z", "192.0.2.7", 1, None)]).unwrap();
+        archive.commit().unwrap();
+        drop(archive);
+        let meta = day_dir(dir.path(), date("2025-04-07")).join("partition.json");
+        std::fs::write(&meta, r#"{"format_version": 2, "whatever": "changed"}"#).unwrap();
+        let err = Archive::open(dir.path()).unwrap_err();
+        assert!(matches!(err, ArchiveError::TooNew { found: 2, supported: 1, .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("2025-04-07") && message.contains("newer vigie"), "{message}");
+    }
+
+    #[test]
+    fn interrupted_creations_and_purges_are_finished_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".tmp-2025-04-07/index")).unwrap();
+        std::fs::create_dir_all(dir.path().join(".purging-2024-01-01/index")).unwrap();
+        std::fs::create_dir_all(dir.path().join("lost+found")).unwrap();
+        let archive = Archive::open(dir.path()).unwrap();
+        assert_eq!(archive.days().count(), 0);
+        let mut left: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["lost+found"]);
+    }
+
+    #[test]
+    fn writers_are_bounded_and_closed_when_their_day_goes_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        // A replay spanning five days in one batch.
+        let records: Vec<_> =
+            (1..=5).map(|d| rec(&format!("r{d}"), &format!("2025-04-0{d}T12:00:00Z"), "192.0.2.1", 1, None)).collect();
+        archive.append(&records).unwrap();
+        assert!(archive.open.len() <= MAX_OPEN_WRITERS);
+        archive.commit().unwrap();
+        assert_eq!(archive.stats().unwrap().total_documents, 5);
+        assert!(archive.has_open_writers(), "days written since the last commit stay open");
+        archive.commit().unwrap();
+        assert!(!archive.has_open_writers(), "quiet days release their writers");
+        // A late record reopens its day.
+        archive.append(&[rec("late", "2025-04-01T13:00:00Z", "192.0.2.1", 1, None)]).unwrap();
+        archive.commit().unwrap();
+        assert_eq!(archive.stats().unwrap().days[0].documents, 2);
+    }
+
+    #[test]
+    fn an_injected_commit_failure_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive.append(&[rec("1", "2025-04-07T10:00:00Z", "192.0.2.7", 1, None)]).unwrap();
+        archive.fail_next_commit();
+        assert!(matches!(archive.commit(), Err(ArchiveError::InjectedFailure)));
+        assert_eq!(archive.stats().unwrap().total_documents, 0);
+        archive.commit().unwrap();
+        assert_eq!(archive.stats().unwrap().total_documents, 1);
+    }
+}

@@ -1,0 +1,259 @@
+//! One day of the archive: a directory holding a Tantivy index and a small metadata file.
+//!
+//! Layout of `<archive>/<YYYY-MM-DD>/`: `partition.json` (format version, day, first and last
+//! timestamps ever appended) and `index/` (Tantivy). A day is created in `.tmp-<day>` and
+//! renamed into place, so a directory named after a day is always complete.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use serde::{Deserialize, Serialize};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TERMINATED, Term};
+
+use crate::error::ArchiveError;
+use crate::record::ConnectionRecord;
+use crate::schema::{self, Fields};
+
+/// The on-disk format this code writes. Bump it with any schema or layout change, and add
+/// a `tests/compat/vN` archive for the new version.
+pub const FORMAT_VERSION: u32 = 1;
+const META_FILE: &str = "partition.json";
+const INDEX_DIR: &str = "index";
+pub(crate) const TMP_PREFIX: &str = ".tmp-";
+pub(crate) const PURGING_PREFIX: &str = ".purging-";
+
+/// Tantivy's indexing arena per open day. Its minimum is 15 MB; a little more keeps segments
+/// from being flushed too small at ENT traffic rates.
+const WRITER_MEMORY_BYTES: usize = 32_000_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PartitionMeta {
+    pub(crate) format_version: u32,
+    pub(crate) day: Date,
+    /// The earliest and latest timestamps ever appended. Written *before* each Tantivy commit,
+    /// so the range always covers what is committed (it may be wider after a failed commit).
+    pub(crate) first: Option<Timestamp>,
+    pub(crate) last: Option<Timestamp>,
+}
+
+/// Only the version, read first: a newer format may have changed everything else.
+#[derive(Deserialize)]
+struct VersionOnly {
+    format_version: u32,
+}
+
+/// An open day partition, with a writer while it receives records.
+pub(crate) struct Partition {
+    pub(crate) day: Date,
+    pub(crate) dir: PathBuf,
+    index: Index,
+    pub(crate) fields: Fields,
+    pub(crate) meta: PartitionMeta,
+    reader: IndexReader,
+    writer: Option<IndexWriter>,
+    /// Ids appended since the last commit, to count replacements inside one commit window.
+    pending_ids: HashSet<String>,
+    pending_range: Option<(Timestamp, Timestamp)>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition")
+            .field("day", &self.day)
+            .field("dir", &self.dir)
+            .field("writing", &self.writer.is_some())
+            .field("pending", &self.pending_ids.len())
+            .finish()
+    }
+}
+
+pub(crate) fn day_dir(root: &Path, day: Date) -> PathBuf {
+    root.join(day.to_string())
+}
+
+/// The partition day of an instant: its UTC date.
+pub(crate) fn utc_day(t: Timestamp) -> Date {
+    jiff::tz::Offset::UTC.to_datetime(t).date()
+}
+
+impl Partition {
+    /// Creates the directory of `day` under `root` (atomically, through a temporary name).
+    pub(crate) fn create(root: &Path, day: Date) -> Result<Partition, ArchiveError> {
+        let tmp = root.join(format!("{TMP_PREFIX}{day}"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(ArchiveError::io(&tmp))?;
+        }
+        let index_dir = tmp.join(INDEX_DIR);
+        std::fs::create_dir_all(&index_dir).map_err(ArchiveError::io(&index_dir))?;
+        let meta = PartitionMeta { format_version: FORMAT_VERSION, day, first: None, last: None };
+        write_meta(&tmp, &meta)?;
+        let index = Index::create_in_dir(&index_dir, schema::schema()).map_err(ArchiveError::tantivy(&tmp))?;
+        drop(index);
+        sync_dir(&index_dir)?;
+        sync_dir(&tmp)?;
+        let dir = day_dir(root, day);
+        std::fs::rename(&tmp, &dir).map_err(ArchiveError::io(&dir))?;
+        sync_dir(root)?;
+        tracing::info!(day = %day, dir = %dir.display(), "archive day created");
+        Partition::open(&dir, day)
+    }
+
+    /// Opens an existing day directory, refusing a format newer than this code's.
+    pub(crate) fn open(dir: &Path, day: Date) -> Result<Partition, ArchiveError> {
+        let meta = read_meta(dir)?;
+        if meta.day != day {
+            return Err(ArchiveError::Corrupt {
+                path: dir.to_owned(),
+                reason: format!("its metadata names the day {} instead of {day}", meta.day),
+            });
+        }
+        let index = Index::open_in_dir(dir.join(INDEX_DIR)).map_err(ArchiveError::tantivy(dir))?;
+        let fields = Fields::resolve(&index.schema(), dir)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(ArchiveError::tantivy(dir))?;
+        Ok(Partition {
+            day,
+            dir: dir.to_owned(),
+            index,
+            fields,
+            meta,
+            reader,
+            writer: None,
+            pending_ids: HashSet::new(),
+            pending_range: None,
+        })
+    }
+
+    pub(crate) fn is_writing(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.pending_range.is_some()
+    }
+
+    /// Adds `records` (all of this day), replacing any document with the same event id.
+    /// Returns how many records replaced one already there.
+    pub(crate) fn append(&mut self, records: &[&ConnectionRecord]) -> Result<u64, ArchiveError> {
+        if self.writer.is_none() {
+            let writer =
+                self.index.writer_with_num_threads(1, WRITER_MEMORY_BYTES).map_err(ArchiveError::tantivy(&self.dir))?;
+            self.writer = Some(writer);
+        }
+        let searcher = self.reader.searcher();
+        let mut replaced = 0;
+        for record in records {
+            let term = Term::from_field_text(self.fields.event_id, &record.event_id);
+            let already_pending = !self.pending_ids.insert(record.event_id.clone());
+            if already_pending || committed_contains(&searcher, &term, &self.dir)? {
+                replaced += 1;
+            }
+            let writer = self.writer.as_mut().expect("opened above");
+            // Delete-then-add in one writer is ordered by opstamp: the delete removes every
+            // earlier document with this id (committed or not), never the one added after it.
+            writer.delete_term(term);
+            writer.add_document(self.fields.document_of(record)).map_err(ArchiveError::tantivy(&self.dir))?;
+            let t = record.timestamp;
+            self.pending_range = Some(match self.pending_range {
+                None => (t, t),
+                Some((first, last)) => (first.min(t), last.max(t)),
+            });
+        }
+        Ok(replaced)
+    }
+
+    /// Makes every appended record durable. The metadata is widened first, so that after a
+    /// crash its range still covers what Tantivy committed.
+    pub(crate) fn commit(&mut self) -> Result<(), ArchiveError> {
+        let (Some((first, last)), Some(writer)) = (self.pending_range, self.writer.as_mut()) else {
+            return Ok(());
+        };
+        let mut meta = self.meta.clone();
+        meta.first = Some(meta.first.map_or(first, |f| f.min(first)));
+        meta.last = Some(meta.last.map_or(last, |l| l.max(last)));
+        if meta != self.meta {
+            write_meta(&self.dir, &meta)?;
+            self.meta = meta;
+        }
+        writer.commit().map_err(ArchiveError::tantivy(&self.dir))?;
+        self.reader.reload().map_err(ArchiveError::tantivy(&self.dir))?;
+        self.pending_ids.clear();
+        self.pending_range = None;
+        Ok(())
+    }
+
+    /// Releases the writer (its memory arena and its lock). Uncommitted records are lost, so
+    /// callers commit first.
+    pub(crate) fn close_writer(&mut self) -> Result<(), ArchiveError> {
+        if let Some(writer) = self.writer.take() {
+            writer.wait_merging_threads().map_err(ArchiveError::tantivy(&self.dir))?;
+        }
+        self.pending_ids.clear();
+        self.pending_range = None;
+        Ok(())
+    }
+
+    pub(crate) fn searcher(&self) -> Searcher {
+        self.reader.searcher()
+    }
+}
+
+/// Whether a committed, not deleted document carries `term`.
+fn committed_contains(searcher: &Searcher, term: &Term, dir: &Path) -> Result<bool, ArchiveError> {
+    for segment in searcher.segment_readers() {
+        let inverted = segment.inverted_index(term.field()).map_err(ArchiveError::tantivy(dir))?;
+        let postings = inverted
+            .read_postings(term, IndexRecordOption::Basic)
+            .map_err(|e| ArchiveError::Io { path: dir.to_owned(), source: e })?;
+        let Some(mut postings) = postings else { continue };
+        let mut doc = postings.doc();
+        while doc != TERMINATED {
+            if segment.alive_bitset().is_none_or(|alive| alive.is_alive(doc)) {
+                return Ok(true);
+            }
+            doc = postings.advance();
+        }
+    }
+    Ok(false)
+}
+
+fn read_meta(dir: &Path) -> Result<PartitionMeta, ArchiveError> {
+    let path = dir.join(META_FILE);
+    let text = std::fs::read_to_string(&path).map_err(ArchiveError::io(&path))?;
+    let corrupt = |e: serde_json::Error| ArchiveError::Corrupt { path: path.clone(), reason: e.to_string() };
+    let version: VersionOnly = serde_json::from_str(&text).map_err(corrupt)?;
+    if version.format_version > FORMAT_VERSION {
+        return Err(ArchiveError::TooNew {
+            path: dir.to_owned(),
+            found: version.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    serde_json::from_str(&text).map_err(corrupt)
+}
+
+/// Writes the metadata durably: temporary file, fsync, rename, fsync of the directory.
+fn write_meta(dir: &Path, meta: &PartitionMeta) -> Result<(), ArchiveError> {
+    let path = dir.join(META_FILE);
+    let tmp = dir.join(format!("{META_FILE}.tmp"));
+    let mut text = serde_json::to_string_pretty(meta).expect("metadata always serializes");
+    text.push('\n');
+    let mut file = File::create(&tmp).map_err(ArchiveError::io(&tmp))?;
+    file.write_all(text.as_bytes()).map_err(ArchiveError::io(&tmp))?;
+    file.sync_all().map_err(ArchiveError::io(&tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(ArchiveError::io(&path))?;
+    sync_dir(dir)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(ArchiveError::io(dir))
+}

@@ -1,0 +1,186 @@
+//! The Tantivy schema of a day partition, and the conversion between records and documents.
+//!
+//! Format version 1. Any change to field names, types or options is a new format version:
+//! the compatibility test in `tests/compat` keeps the archive of version 1 readable.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::Path;
+
+use tantivy::TantivyDocument;
+use tantivy::schema::{FAST, Field, INDEXED, STORED, STRING, Schema, Value};
+
+use crate::error::ArchiveError;
+use crate::record::ConnectionRecord;
+
+pub(crate) const EVENT_ID: &str = "event_id";
+pub(crate) const TIMESTAMP_NS: &str = "timestamp_ns";
+
+/// The fields of one partition, resolved by name from the index's own schema.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields {
+    pub(crate) event_id: Field,
+    pub(crate) timestamp_ns: Field,
+    utc_offset_seconds: Field,
+    dataset: Field,
+    pub(crate) source_ip: Field,
+    pub(crate) source_port: Field,
+    destination_ip: Field,
+    destination_port: Field,
+    protocol: Field,
+    operation: Field,
+    pub(crate) user_name: Field,
+    user_agent: Field,
+    status: Field,
+    duration_ns: Field,
+    school_uai: Field,
+    observer: Field,
+}
+
+/// The schema new partitions are created with. Only what a requisition searches on is
+/// indexed (id for idempotent replacement, time, IP, port, account); the rest is stored.
+pub(crate) fn schema() -> Schema {
+    let mut b = Schema::builder();
+    b.add_text_field(EVENT_ID, STRING | STORED | FAST);
+    b.add_i64_field(TIMESTAMP_NS, INDEXED | STORED | FAST);
+    b.add_i64_field("utc_offset_seconds", STORED);
+    b.add_text_field("dataset", STRING | STORED);
+    b.add_ip_addr_field("source_ip", INDEXED | STORED);
+    b.add_u64_field("source_port", INDEXED | STORED);
+    b.add_ip_addr_field("destination_ip", STORED);
+    b.add_u64_field("destination_port", STORED);
+    b.add_text_field("protocol", STRING | STORED);
+    b.add_text_field("operation", STRING | STORED);
+    b.add_text_field("user_name", STRING | STORED);
+    b.add_text_field("user_agent", STORED);
+    b.add_u64_field("status", STORED);
+    b.add_u64_field("duration_ns", STORED);
+    b.add_text_field("school_uai", STRING | STORED);
+    b.add_text_field("observer", STRING | STORED);
+    b.build()
+}
+
+impl Fields {
+    pub(crate) fn resolve(schema: &Schema, dir: &Path) -> Result<Fields, ArchiveError> {
+        let f = |name: &str| {
+            schema.get_field(name).map_err(|_| ArchiveError::Corrupt {
+                path: dir.to_owned(),
+                reason: format!("its index has no field `{name}`"),
+            })
+        };
+        Ok(Fields {
+            event_id: f(EVENT_ID)?,
+            timestamp_ns: f(TIMESTAMP_NS)?,
+            utc_offset_seconds: f("utc_offset_seconds")?,
+            dataset: f("dataset")?,
+            source_ip: f("source_ip")?,
+            source_port: f("source_port")?,
+            destination_ip: f("destination_ip")?,
+            destination_port: f("destination_port")?,
+            protocol: f("protocol")?,
+            operation: f("operation")?,
+            user_name: f("user_name")?,
+            user_agent: f("user_agent")?,
+            status: f("status")?,
+            duration_ns: f("duration_ns")?,
+            school_uai: f("school_uai")?,
+            observer: f("observer")?,
+        })
+    }
+
+    pub(crate) fn document_of(&self, r: &ConnectionRecord) -> TantivyDocument {
+        let mut doc = TantivyDocument::new();
+        doc.add_text(self.event_id, &r.event_id);
+        doc.add_i64(self.timestamp_ns, timestamp_ns(r.timestamp));
+        if let Some(v) = r.utc_offset_seconds {
+            doc.add_i64(self.utc_offset_seconds, i64::from(v));
+        }
+        doc.add_text(self.dataset, &r.dataset);
+        if let Some(ip) = r.source_ip {
+            doc.add_ip_addr(self.source_ip, to_v6(ip));
+        }
+        if let Some(v) = r.source_port {
+            doc.add_u64(self.source_port, u64::from(v));
+        }
+        if let Some(ip) = r.destination_ip {
+            doc.add_ip_addr(self.destination_ip, to_v6(ip));
+        }
+        if let Some(v) = r.destination_port {
+            doc.add_u64(self.destination_port, u64::from(v));
+        }
+        let texts = [
+            (self.protocol, &r.protocol),
+            (self.user_name, &r.user_name),
+            (self.user_agent, &r.user_agent),
+            (self.school_uai, &r.school_uai),
+            (self.observer, &r.observer),
+        ];
+        for (field, value) in texts {
+            if let Some(v) = value {
+                doc.add_text(field, v);
+            }
+        }
+        doc.add_text(self.operation, &r.operation);
+        if let Some(v) = r.status {
+            doc.add_u64(self.status, u64::from(v));
+        }
+        if let Some(v) = r.duration_ns {
+            doc.add_u64(self.duration_ns, v);
+        }
+        doc
+    }
+
+    pub(crate) fn record_of(&self, doc: &TantivyDocument, dir: &Path) -> Result<ConnectionRecord, ArchiveError> {
+        let corrupt = |reason: &str| ArchiveError::Corrupt { path: dir.to_owned(), reason: reason.to_owned() };
+        let text = |f: Field| doc.get_first(f).and_then(|v| v.as_str().map(str::to_owned));
+        let int = |f: Field| doc.get_first(f).and_then(|v| v.as_i64());
+        let uint = |f: Field| doc.get_first(f).and_then(|v| v.as_u64());
+        let ip = |f: Field| doc.get_first(f).and_then(|v| v.as_ip_addr()).map(from_v6);
+        let port = |f: Field| uint(f).map(|v| u16::try_from(v).map_err(|_| corrupt("a stored port exceeds 65535")));
+        let nanos = int(self.timestamp_ns).ok_or_else(|| corrupt("a document has no timestamp"))?;
+        Ok(ConnectionRecord {
+            event_id: text(self.event_id).ok_or_else(|| corrupt("a document has no event id"))?,
+            timestamp: jiff::Timestamp::from_nanosecond(i128::from(nanos))
+                .map_err(|_| corrupt("a stored timestamp is out of range"))?,
+            utc_offset_seconds: int(self.utc_offset_seconds)
+                .map(|v| i32::try_from(v).map_err(|_| corrupt("a stored UTC offset is out of range")))
+                .transpose()?,
+            dataset: text(self.dataset).unwrap_or_default(),
+            source_ip: ip(self.source_ip),
+            source_port: port(self.source_port).transpose()?,
+            destination_ip: ip(self.destination_ip),
+            destination_port: port(self.destination_port).transpose()?,
+            protocol: text(self.protocol),
+            operation: text(self.operation).unwrap_or_default(),
+            user_name: text(self.user_name),
+            user_agent: text(self.user_agent),
+            status: uint(self.status)
+                .map(|v| u16::try_from(v).map_err(|_| corrupt("a stored status exceeds 65535")))
+                .transpose()?,
+            duration_ns: uint(self.duration_ns),
+            school_uai: text(self.school_uai),
+            observer: text(self.observer),
+        })
+    }
+}
+
+/// Nanoseconds since the epoch; an `i64` covers 1677–2262, which the archive never leaves.
+pub(crate) fn timestamp_ns(t: jiff::Timestamp) -> i64 {
+    i64::try_from(t.as_nanosecond()).unwrap_or(if t.as_second() < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// Tantivy stores every address as IPv6; IPv4 goes in as its mapped form (`::ffff:a.b.c.d`).
+pub(crate) fn to_v6(ip: IpAddr) -> Ipv6Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+/// The inverse of [`to_v6`]. A genuine IPv6 address in `::ffff:0:0/96` reads back as IPv4,
+/// which names the same host.
+pub(crate) fn from_v6(ip: Ipv6Addr) -> IpAddr {
+    match ip.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(ip),
+    }
+}

@@ -1,0 +1,92 @@
+//! The archive must outlive a year of upgrades: archives written by earlier versions of this
+//! code (committed under `tests/compat/v<N>`) must still open and read back exactly.
+
+#[path = "compat/fixture.rs"]
+mod fixture;
+
+use std::path::{Path, PathBuf};
+
+use retention::{Archive, ArchiveQuery, ConnectionRecord};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A scratch copy, so that neither opening nor the test's own writes touch the committed files.
+fn open_copy(version: &str) -> (tempfile::TempDir, Archive) {
+    let committed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat").join(version);
+    assert!(
+        committed.join("2025-04-06/partition.json").is_file(),
+        "{} is missing: it is generated once by examples/generate_compat_archive.rs and committed",
+        committed.display()
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    copy_dir(&committed, scratch.path());
+    let archive = Archive::open(scratch.path()).unwrap();
+    (scratch, archive)
+}
+
+fn everything() -> ArchiveQuery {
+    ArchiveQuery {
+        from: "2025-01-01T00:00:00Z".parse().unwrap(),
+        to: "2026-01-01T00:00:00Z".parse().unwrap(),
+        source_ip: None,
+        source_port: None,
+        user_name: None,
+        limit: 100,
+    }
+}
+
+#[test]
+fn a_version_1_archive_opens_and_reads_back_exactly() {
+    let (_scratch, archive) = open_copy("v1");
+    let days: Vec<String> = archive.days().map(|d| d.to_string()).collect();
+    assert_eq!(days, ["2025-04-06", "2025-04-07"]);
+    assert_eq!(archive.search(&everything()).unwrap(), fixture::expected());
+
+    let stats = archive.stats().unwrap();
+    assert_eq!((stats.total_documents, stats.duplicate_event_ids), (4, 0));
+    assert_eq!(stats.days.iter().map(|d| d.documents).collect::<Vec<_>>(), [1, 3]);
+
+    let by_ip = ArchiveQuery {
+        source_ip: Some("2001:db8:85a3::8a2e:370:7334".parse().unwrap()),
+        source_port: Some(443),
+        ..everything()
+    };
+    let found = archive.search(&by_ip).unwrap();
+    assert_eq!(found.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>(), ["nginx-main:77"]);
+    let by_user = ArchiveQuery { user_name: Some("élève.dupont".into()), ..everything() };
+    assert_eq!(archive.search(&by_user).unwrap()[0].operation, "connexion");
+    // The replayed id reads back with its second values only.
+    let replaced = ArchiveQuery { user_name: Some("parent42".into()), ..everything() };
+    assert!(archive.search(&replaced).unwrap().is_empty());
+    let replacing = ArchiveQuery { user_name: Some("parent43".into()), ..everything() };
+    assert_eq!(archive.search(&replacing).unwrap()[0].status, Some(303));
+}
+
+#[test]
+fn a_version_1_archive_accepts_new_records() {
+    let (scratch, mut archive) = open_copy("v1");
+    let late = ConnectionRecord {
+        event_id: "apache-main:4096".into(),
+        timestamp: "2025-04-06T10:00:00Z".parse().unwrap(),
+        ..fixture::expected()[0].clone()
+    };
+    archive.append(std::slice::from_ref(&late)).unwrap();
+    archive.commit().unwrap();
+    drop(archive);
+    let archive = Archive::open(scratch.path()).unwrap();
+    let mut expected = fixture::expected();
+    expected.insert(0, late);
+    assert_eq!(archive.search(&everything()).unwrap(), expected);
+    assert_eq!(archive.stats().unwrap().duplicate_event_ids, 0);
+}
