@@ -61,14 +61,14 @@ fn default_log_level() -> String {
 fn default_time_zone() -> Spanned<String> {
     Spanned::new(0..0, "Europe/Paris".into())
 }
-fn default_batch_size() -> usize {
-    512
+fn default_batch_size() -> Spanned<usize> {
+    Spanned::new(0..0, 512)
 }
-fn default_max_in_flight() -> usize {
-    16
+fn default_max_in_flight() -> Spanned<usize> {
+    Spanned::new(0..0, 16)
 }
-fn default_channel_capacity() -> usize {
-    8
+fn default_channel_capacity() -> Spanned<usize> {
+    Spanned::new(0..0, 8)
 }
 fn default_commit_interval() -> Spanned<String> {
     Spanned::new(0..0, "1s".into())
@@ -85,8 +85,8 @@ fn default_repeat_every() -> Spanned<String> {
 fn default_from() -> String {
     "vigie@localhost".into()
 }
-fn default_keep_days() -> u32 {
-    365
+fn default_keep_days() -> Spanned<u32> {
+    Spanned::new(0..0, 365)
 }
 fn default_smtp_port() -> u16 {
     25
@@ -142,13 +142,13 @@ pub(crate) struct ServerConfig {
 pub(crate) struct PipelineConfig {
     /// Records per batch.
     #[serde(default = "default_batch_size")]
-    pub(crate) batch_size: usize,
+    pub(crate) batch_size: Spanned<usize>,
     /// Unacknowledged batches per source: bounds memory and the replay after a crash.
     #[serde(default = "default_max_in_flight")]
-    pub(crate) max_in_flight: usize,
+    pub(crate) max_in_flight: Spanned<usize>,
     /// Batches buffered between two stages before the upstream stage waits (backpressure).
     #[serde(default = "default_channel_capacity")]
-    pub(crate) channel_capacity: usize,
+    pub(crate) channel_capacity: Spanned<usize>,
     /// How often the archive commits (and so how often sources may advance).
     #[serde(default = "default_commit_interval")]
     pub(crate) commit_interval: Spanned<String>,
@@ -231,7 +231,7 @@ pub(crate) struct SmtpConfig {
 pub(crate) struct RetentionConfig {
     /// Days kept. The law asks for one year (decree 2021-1362).
     #[serde(default = "default_keep_days")]
-    pub(crate) keep_days: u32,
+    pub(crate) keep_days: Spanned<u32>,
 }
 
 macro_rules! section_defaults {
@@ -284,7 +284,6 @@ pub(crate) struct Config {
     pub(crate) channel_capacity: usize,
     pub(crate) commit_interval: Duration,
     pub(crate) time_zone: jiff::tz::TimeZone,
-    pub(crate) time_zone_name: String,
     pub(crate) sources: Vec<Source>,
     pub(crate) rules_dir: PathBuf,
     pub(crate) alerting: AlertingConfig,
@@ -471,15 +470,23 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
     for (value, key) in [
-        (raw.pipeline.batch_size, "pipeline.batch_size"),
-        (raw.pipeline.max_in_flight, "pipeline.max_in_flight"),
-        (raw.pipeline.channel_capacity, "pipeline.channel_capacity"),
+        (&raw.pipeline.batch_size, "pipeline.batch_size"),
+        (&raw.pipeline.max_in_flight, "pipeline.max_in_flight"),
+        (&raw.pipeline.channel_capacity, "pipeline.channel_capacity"),
     ] {
-        if value == 0 {
-            at(0..0, key, "must be at least 1".into(), "remove the key to use the default");
+        if *value.get_ref() == 0 {
+            at(value.span(), key, "must be at least 1".into(), "remove the key to use the default");
         }
     }
 
+    if *raw.retention.keep_days.get_ref() < 365 {
+        at(
+            raw.retention.keep_days.span(),
+            "retention.keep_days",
+            format!("{} days is less than the one year the law requires", raw.retention.keep_days.get_ref()),
+            "connection logs must be kept one year (L34-1 CPCE, decree 2021-1362): use 365 or more",
+        );
+    }
     let mut sources = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for src in &raw.sources {
@@ -551,18 +558,17 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         data_dir: base.join(&raw.data.dir),
         log: raw.log.clone(),
         listen,
-        batch_size: raw.pipeline.batch_size.max(1),
-        max_in_flight: raw.pipeline.max_in_flight.max(1),
-        channel_capacity: raw.pipeline.channel_capacity.max(1),
+        batch_size: (*raw.pipeline.batch_size.get_ref()).max(1),
+        max_in_flight: (*raw.pipeline.max_in_flight.get_ref()).max(1),
+        channel_capacity: (*raw.pipeline.channel_capacity.get_ref()).max(1),
         commit_interval,
         time_zone,
-        time_zone_name: tz_name,
         sources,
         rules_dir: base.join(&raw.analyzer.rules),
         alerting: raw.alerting.clone(),
         resolve_after,
         repeat_every,
-        keep_days: raw.retention.keep_days,
+        keep_days: *raw.retention.keep_days.get_ref(),
     }
 }
 
@@ -579,7 +585,7 @@ mod tests {
         let config = parse(Path::new("/etc/vigie.toml"), "").unwrap();
         assert_eq!(config.commit_interval, Duration::from_secs(1));
         assert_eq!(config.keep_days, 365);
-        assert_eq!(config.time_zone_name, "Europe/Paris");
+        assert_eq!(config.time_zone.iana_name(), Some("Europe/Paris"));
     }
 
     #[test]
@@ -603,6 +609,14 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn less_than_a_year_of_retention_is_refused() {
+        let p = problems("[retention]\nkeep_days = 30\n");
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert_eq!((p[0].line, p[0].column, p[0].key.as_str()), (2, 13, "retention.keep_days"));
+        assert!(p[0].hint.contains("one year"));
     }
 
     #[test]

@@ -40,7 +40,13 @@ pub(crate) async fn run(config: Config, data: DataDir, shutdown: CancellationTok
 
     // Stores first: a refusal (locked, newer format, unwritable) stops us before any task runs.
     let checkpoints = CheckpointStore::open(&data.join("state.sqlite")).context("opening the checkpoint store")?;
-    let archive = retention::Archive::open(&data.join("archive")).context("opening the archive")?;
+    let mut archive = retention::Archive::open(&data.join("archive")).context("opening the archive")?;
+    // Days older than the retention period go now; the law forbids keeping them longer.
+    let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+    let purged = archive.purge_expired(today, config.keep_days, &[]).context("purging expired archive days")?;
+    if !purged.is_empty() {
+        tracing::info!(days = purged.len(), oldest = %purged[0], "expired archive days deleted");
+    }
     let alerts_db = data.join("alerting.sqlite");
     let policy = alerting::AlertPolicy {
         resolve_after: config.resolve_after,
