@@ -142,13 +142,11 @@ pub async fn run_source<S: Source>(
         }
     }
     drop(output);
-    // Drain: wait for everything handed out, committing as far as acknowledgements allow.
-    while !pending.is_empty() {
+    // Drain: wait for everything handed out, committing as far as acknowledgements allow —
+    // but never past a failed batch: after a failure nothing more is committed.
+    while result.is_ok() && !pending.is_empty() {
         if let Err(e) = retire_front(&id, &store, &mut pending).await {
-            if result.is_ok() {
-                result = Err(e);
-            }
-            break;
+            result = Err(e);
         }
     }
     tracing::info!(source = %id, "source stopped");
@@ -193,4 +191,151 @@ async fn retire_ready(
         retire_front(id, store, pending).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ten records, then the end of input.
+    struct Numbers {
+        id: Arc<str>,
+        next: u64,
+        end: u64,
+    }
+
+    impl Source for Numbers {
+        fn id(&self) -> &Arc<str> {
+            &self.id
+        }
+        fn resume(&mut self, checkpoint: Option<&Checkpoint>) -> Result<(), SourceError> {
+            self.next = checkpoint.map_or(0, |c| c.position);
+            Ok(())
+        }
+        async fn read(&mut self, max: usize) -> Result<Option<Vec<RawRecord>>, SourceError> {
+            if self.next >= self.end {
+                return Ok(None);
+            }
+            let upto = (self.next + max as u64).min(self.end);
+            let records = (self.next..upto)
+                .map(|n| RawRecord { source: self.id.clone(), position: n, line: n.to_string() })
+                .collect();
+            self.next = upto;
+            Ok(Some(records))
+        }
+        fn checkpoint(&self) -> Checkpoint {
+            Checkpoint { position: self.next, identity: "numbers".into() }
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, CheckpointStore, SourceOptions) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&dir.path().join("state.sqlite")).unwrap();
+        let options = SourceOptions { batch_size: 2, max_in_flight: 3, idle_wait: Duration::from_millis(1) };
+        (dir, store, options)
+    }
+
+    fn numbers(end: u64) -> Numbers {
+        Numbers { id: "n".into(), next: 0, end }
+    }
+
+    #[tokio::test]
+    async fn checkpoint_moves_only_past_acknowledged_batches() {
+        let (_dir, store, options) = setup();
+        let (tx, mut rx) = mpsc::channel(16);
+        let task = tokio::spawn(run_source(
+            numbers(10),
+            store.clone(),
+            tx,
+            options,
+            PipelineMetrics::default(),
+            CancellationToken::new(),
+        ));
+        // Hold every batch: at most max_in_flight are handed out, and nothing is committed.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(rx.recv().await.unwrap());
+        }
+        tokio::task::yield_now().await;
+        assert!(rx.try_recv().is_err(), "a fourth batch was handed out beyond max_in_flight");
+        assert_eq!(store.load("n").await.unwrap(), None);
+
+        // Acknowledge out of order: the second batch alone does not move the checkpoint.
+        let second = held.remove(1);
+        drop(second);
+        tokio::task::yield_now().await;
+        assert_eq!(store.load("n").await.unwrap(), None);
+        held.clear(); // first and third: now 0..6 is done
+        while let Some(batch) = rx.recv().await {
+            drop(batch);
+        }
+        task.await.unwrap().unwrap();
+        assert_eq!(store.load("n").await.unwrap().unwrap().position, 10);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_stops_the_checkpoint_before_it() {
+        let (_dir, store, options) = setup();
+        let (tx, mut rx) = mpsc::channel(16);
+        let task = tokio::spawn(run_source(
+            numbers(10),
+            store.clone(),
+            tx,
+            options,
+            PipelineMetrics::default(),
+            CancellationToken::new(),
+        ));
+        let first = rx.recv().await.unwrap();
+        let second = rx.recv().await.unwrap();
+        drop(first);
+        second.ack.fail();
+        drop(second);
+        while let Some(batch) = rx.recv().await {
+            drop(batch);
+        }
+        let err = task.await.unwrap().unwrap_err();
+        assert!(matches!(err, SourceError::NotDelivered { position: 4, .. }), "{err}");
+        assert_eq!(store.load("n").await.unwrap().unwrap().position, 2, "only the first batch counts");
+
+        // A restart resumes right after the last delivered batch.
+        let (tx, mut rx) = mpsc::channel(16);
+        let task = tokio::spawn(run_source(
+            numbers(10),
+            store.clone(),
+            tx,
+            SourceOptions { batch_size: 100, ..SourceOptions::default() },
+            PipelineMetrics::default(),
+            CancellationToken::new(),
+        ));
+        let replay = rx.recv().await.unwrap();
+        assert_eq!(replay.items.first().unwrap().position, 2);
+        drop(replay);
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_what_was_handed_out() {
+        let (_dir, store, options) = setup();
+        let (tx, mut rx) = mpsc::channel(16);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run_source(
+            numbers(1_000_000),
+            store.clone(),
+            tx,
+            options,
+            PipelineMetrics::default(),
+            cancel.clone(),
+        ));
+        let held = rx.recv().await.unwrap();
+        cancel.cancel();
+        tokio::task::yield_now().await;
+        assert!(!task.is_finished(), "the source must wait for the batch it handed out");
+        let end = held.items.last().unwrap().position + 1;
+        drop(held);
+        while let Some(batch) = rx.recv().await {
+            drop(batch);
+        }
+        task.await.unwrap().unwrap();
+        assert!(store.load("n").await.unwrap().unwrap().position >= end);
+    }
 }
