@@ -1,1 +1,20 @@
-//! analyzer
+//! What the events mean: a rule engine that turns normalised events into detections.
+//!
+//! Rules are plain YAML files (`rules/*.yml`), compiled once into a [`RuleSet`] (regex sets,
+//! Aho-Corasick automata, parsed durations); an [`Engine`] holds the per-pipeline sliding
+//! windows and suppressions and turns each [`collector::Event`] into zero or more
+//! [`Detection`]s. The analyzer does no network I/O and reads nothing but rule files; its
+//! clock is the events' own `@timestamp`.
+
+mod detection;
+mod engine;
+mod error;
+mod field;
+mod rule_test;
+mod rules;
+
+pub use detection::{CctpClass, Deadline, Detection, Severity};
+pub use engine::{DEFAULT_MAX_KEYS, Engine, EngineStats};
+pub use error::{RuleError, RuleProblem};
+pub use rule_test::{TestFailure, TestReport, run_rule_tests};
+pub use rules::{RuleMatch, RuleSet};

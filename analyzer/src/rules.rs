@@ -1,0 +1,845 @@
+//! Rule files: raw YAML structures, validated and compiled into typed matchers before anything runs.
+//!
+//! The format (one file per family under `rules/`, documented in `rules/README.md`):
+//!
+//! ```yaml
+//! version: 1
+//! rules:
+//!   - id: web.sqli
+//!     kind: signature            # or threshold
+//!     title: Tentative d'injection SQL
+//!     description: ...
+//!     severity: critical         # info | warning | critical
+//!     cctp_class: securite_majeure_code_propre
+//!     mitre: T1190
+//!     when:                      # every condition must hold
+//!       - field: event.category
+//!         equals: [web]
+//!       - fields: [url.path, url.query]   # any of the fields may match
+//!         regex: ['(?i)union\s+select']   # or contains: [...], equals: [...], exists: true
+//!         not: false
+//!     offender: [source.ip]      # the group key
+//!     suppress: 10m              # stay quiet for that key after firing
+//!     threshold:                 # threshold rules only
+//!       count: 10
+//!       distinct: url.path       # optional: count distinct values instead of events
+//!       window: 5m
+//!     evidence: "{count} échecs de connexion en {window}"   # threshold rules only
+//! ```
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use aho_corasick::AhoCorasick;
+use jiff::SignedDuration;
+use regex::{Regex, RegexSet};
+use serde::Deserialize;
+
+use crate::detection::{CctpClass, Severity};
+use crate::error::{RuleError, RuleProblem, locate};
+use crate::field::{EventView, FIELD_NAMES, Field, raw_value};
+
+/// The only rule-file format this analyzer reads.
+const FORMAT_VERSION: u32 = 1;
+/// Windows longer than this would keep per-offender state for too long to stay bounded in
+/// memory; day-scale trends belong to the series analysis, not to event windows.
+const MAX_WINDOW: SignedDuration = SignedDuration::from_hours(24);
+/// How much of a matched value a detection quotes.
+const EVIDENCE_CONTEXT: usize = 160;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    version: u32,
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: String,
+    kind: RawKind,
+    title: String,
+    description: String,
+    severity: Severity,
+    cctp_class: CctpClass,
+    #[serde(default)]
+    mitre: Option<String>,
+    #[serde(default)]
+    when: Vec<RawCondition>,
+    offender: Vec<String>,
+    suppress: String,
+    #[serde(default)]
+    threshold: Option<RawThreshold>,
+    #[serde(default)]
+    evidence: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawKind {
+    Signature,
+    Threshold,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThreshold {
+    count: u32,
+    #[serde(default)]
+    distinct: Option<String>,
+    window: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCondition {
+    #[serde(default)]
+    field: Option<String>,
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+    #[serde(default)]
+    equals: Option<Vec<serde_yaml_ng::Value>>,
+    #[serde(default)]
+    contains: Option<Vec<String>>,
+    #[serde(default)]
+    regex: Option<Vec<String>>,
+    #[serde(default)]
+    exists: Option<bool>,
+    #[serde(default)]
+    not: bool,
+}
+
+/// A compiled, immutable set of rules. Share it behind an `Arc` between engines.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+}
+
+/// A rule whose per-event conditions hold for an event (see [`RuleSet::matching`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleMatch {
+    pub rule: String,
+    /// The offender key, as in [`crate::Detection::key`].
+    pub key: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub(crate) id: Arc<str>,
+    pub(crate) title: String,
+    pub(crate) description: String,
+    pub(crate) severity: Severity,
+    pub(crate) cctp_class: CctpClass,
+    pub(crate) mitre: Option<String>,
+    conditions: Vec<Condition>,
+    offender: Vec<Field>,
+    pub(crate) kind: Kind,
+    pub(crate) suppress: SignedDuration,
+    evidence: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Signature,
+    Threshold { count: u32, distinct: Option<Field>, window: SignedDuration },
+}
+
+#[derive(Debug)]
+struct Condition {
+    fields: Vec<Field>,
+    matcher: Matcher,
+    negate: bool,
+}
+
+#[derive(Debug)]
+enum Matcher {
+    /// Case-insensitive equality with one of the values.
+    Equals(Vec<String>),
+    /// Case-insensitive substring search, all needles at once.
+    Contains(AhoCorasick),
+    /// Regular expressions; the set answers "any?" in one pass, the list finds the fragment.
+    /// The regex crate runs in linear time, so a hostile request cannot stall the engine.
+    Regex {
+        set: RegexSet,
+        each: Vec<Regex>,
+    },
+    Exists(bool),
+}
+
+/// The part of an event that made a signature match.
+#[derive(Debug)]
+pub(crate) struct Fragment {
+    field: Field,
+    matched: String,
+    value: String,
+}
+
+impl Fragment {
+    pub(crate) fn describe(&self) -> String {
+        let matched = sanitize(&self.matched, EVIDENCE_CONTEXT);
+        if self.matched.len() == self.value.len() {
+            format!("{} : « {matched} »", self.field.name())
+        } else {
+            let value = sanitize(&self.value, EVIDENCE_CONTEXT);
+            format!("{} contient « {matched} » : « {value} »", self.field.name())
+        }
+    }
+}
+
+/// Cuts to `max` characters and escapes control characters: evidence ends up in emails and
+/// dashboards, and an attacker chooses these bytes (log injection, ASVS V16.4.1).
+fn sanitize(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max + 4));
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Condition {
+    /// Whether the condition holds, and for a positive text match, what matched.
+    fn eval(&self, view: &EventView<'_>) -> (bool, Option<Fragment>) {
+        let mut hit = None;
+        for &field in &self.fields {
+            let value = view.value(field);
+            if let Some(found) = self.matcher.test(field, value) {
+                hit = Some(found);
+                break;
+            }
+        }
+        match (hit, self.negate) {
+            (Some(fragment), false) => (true, fragment),
+            (None, true) => (true, None),
+            _ => (false, None),
+        }
+    }
+}
+
+impl Matcher {
+    /// `Some(fragment)` when the value matches (the fragment only for text searches).
+    fn test(&self, field: Field, value: Option<Cow<'_, str>>) -> Option<Option<Fragment>> {
+        let fragment = |v: &str, m: &str| Fragment { field, matched: m.to_owned(), value: v.to_owned() };
+        match self {
+            Matcher::Exists(want) => {
+                let present = value.is_some_and(|v| !v.is_empty());
+                (present == *want).then_some(None)
+            }
+            Matcher::Equals(options) => {
+                let v = value?;
+                options.iter().any(|o| o.eq_ignore_ascii_case(&v)).then_some(None)
+            }
+            Matcher::Contains(ac) => {
+                let v = value?;
+                let m = ac.find(v.as_ref())?;
+                Some(Some(fragment(&v, &v[m.range()])))
+            }
+            Matcher::Regex { set, each } => {
+                let v = value?;
+                let first = set.matches(&v).into_iter().next()?;
+                let m = each[first].find(&v).map_or("", |m| m.as_str());
+                Some(Some(fragment(&v, m)))
+            }
+        }
+    }
+}
+
+impl Rule {
+    /// Whether every condition holds; the fragment is the first text match, for evidence.
+    pub(crate) fn matches(&self, view: &EventView<'_>) -> Option<Option<Fragment>> {
+        let mut fragment = None;
+        for condition in &self.conditions {
+            let (ok, found) = condition.eval(view);
+            if !ok {
+                return None;
+            }
+            if fragment.is_none() {
+                fragment = found;
+            }
+        }
+        Some(fragment)
+    }
+
+    /// The offender key, or `None` when the event lacks one of the fields: such an event
+    /// cannot be attributed, so it cannot count against anybody.
+    pub(crate) fn key(&self, view: &EventView<'_>) -> Option<String> {
+        let mut key = String::new();
+        for (i, &field) in self.offender.iter().enumerate() {
+            let value = raw_value(view.event, field).filter(|v| !v.is_empty())?;
+            if i > 0 {
+                key.push(',');
+            }
+            key.push_str(field.name());
+            key.push('=');
+            key.push_str(&value);
+        }
+        Some(key)
+    }
+
+    pub(crate) fn distinct_value<'v>(&self, view: &'v EventView<'_>) -> Option<Cow<'v, str>> {
+        match self.kind {
+            Kind::Threshold { distinct: Some(field), .. } => view.value(field),
+            _ => None,
+        }
+    }
+
+    /// The evidence sentence of a threshold rule once it fires.
+    pub(crate) fn threshold_evidence(&self, count: usize) -> String {
+        let Kind::Threshold { distinct, window, .. } = self.kind else {
+            return String::new();
+        };
+        let default = match distinct {
+            Some(_) => "{count} valeurs distinctes de {distinct} en {window}",
+            None => "{count} événements en {window}",
+        };
+        self.evidence
+            .as_deref()
+            .unwrap_or(default)
+            .replace("{count}", &count.to_string())
+            .replace("{window}", &french_duration(window))
+            .replace("{distinct}", distinct.map_or("", Field::name))
+    }
+}
+
+impl RuleSet {
+    /// Loads every `*.yml` / `*.yaml` file of `dir` (not the `*.test.yml` rule tests), in
+    /// name order, and reports every problem of every file at once.
+    pub fn load_dir(dir: &Path) -> Result<RuleSet, RuleError> {
+        let mut files = rule_files(dir)?;
+        files.retain(|p| !is_test_file(p));
+        if files.is_empty() {
+            return Err(RuleError::NoRules { dir: dir.to_owned() });
+        }
+        let mut errors = Vec::new();
+        let mut rules = Vec::new();
+        let mut first_seen: HashMap<Arc<str>, String> = HashMap::new();
+        for path in files {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(source) => {
+                    errors.push(RuleError::Io { path, source });
+                    continue;
+                }
+            };
+            let name = path.display().to_string();
+            match RuleSet::from_yaml(&name, &text) {
+                Ok(set) => {
+                    for rule in set.rules {
+                        if let Some(first) = first_seen.get(&rule.id) {
+                            let (line, column) = locate(&text, &rule.id, "id");
+                            errors.push(RuleError::Invalid(Box::new(RuleProblem {
+                                file: name.clone(),
+                                line,
+                                column,
+                                rule: rule.id.to_string(),
+                                key: "id".into(),
+                                problem: format!("the id is already used in {first}"),
+                                hint: "give every rule a unique id".into(),
+                            })));
+                            continue;
+                        }
+                        first_seen.insert(rule.id.clone(), name.clone());
+                        rules.push(rule);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        match RuleError::collect(errors) {
+            Some(e) => Err(e),
+            None => {
+                tracing::info!(dir = %dir.display(), rules = rules.len(), "rules loaded");
+                Ok(RuleSet { rules })
+            }
+        }
+    }
+
+    /// Compiles the rules of one file; `file_name` only names the file in errors.
+    pub fn from_yaml(file_name: &str, text: &str) -> Result<RuleSet, RuleError> {
+        let raw: RawFile = serde_yaml_ng::from_str(text).map_err(|e| RuleError::syntax(file_name, &e))?;
+        if raw.version != FORMAT_VERSION {
+            let (line, column) = text.lines().position(|l| l.starts_with("version:")).map_or((1, 1), |i| (i + 1, 1));
+            return Err(RuleError::Syntax {
+                file: file_name.to_owned(),
+                line,
+                column,
+                message: format!(
+                    "rule format version {} is not supported (this vigie reads version {FORMAT_VERSION})",
+                    raw.version
+                ),
+            });
+        }
+        let mut errors = Vec::new();
+        let mut rules = Vec::with_capacity(raw.rules.len());
+        let mut ids: HashMap<String, ()> = HashMap::new();
+        for raw_rule in raw.rules {
+            let id = raw_rule.id.clone();
+            let mut ctx = Ctx { file: file_name, text, rule: &id, errors: &mut errors };
+            if ids.insert(raw_rule.id.clone(), ()).is_some() {
+                ctx.error("id", "the id is used twice in this file", "give every rule a unique id");
+                continue;
+            }
+            if let Some(rule) = compile(raw_rule, &mut ctx) {
+                rules.push(rule);
+            }
+        }
+        match RuleError::collect(errors) {
+            Some(e) => Err(e),
+            None => Ok(RuleSet { rules }),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rule ids, in load order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.id.as_ref())
+    }
+
+    /// The rules whose per-event conditions hold for `event`, with the offender key, before
+    /// any window or suppression: what a threshold rule would count, what a signature would
+    /// flag. Used to explain a rule and to compare with peers that judge line by line.
+    pub fn matching(&self, event: &collector::Event) -> Vec<RuleMatch> {
+        let view = EventView::new(event);
+        self.rules
+            .iter()
+            .filter(|r| r.matches(&view).is_some())
+            .filter_map(|r| Some(RuleMatch { rule: r.id.to_string(), key: r.key(&view)? }))
+            .collect()
+    }
+
+    pub(crate) fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+}
+
+pub(crate) fn rule_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, RuleError> {
+    let io = |source| RuleError::Io { path: dir.to_owned(), source };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let is_yaml = path.extension().is_some_and(|e| e == "yml" || e == "yaml");
+        if is_yaml && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+pub(crate) fn is_test_file(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".test.yml") || n.ends_with(".test.yaml"))
+}
+
+/// Where errors of the rule being compiled go.
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+    rule: &'a str,
+    errors: &'a mut Vec<RuleError>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, key: &str, problem: impl Into<String>, hint: impl Into<String>) {
+        let (line, column) = locate(self.text, self.rule, key);
+        self.errors.push(RuleError::Invalid(Box::new(RuleProblem {
+            file: self.file.to_owned(),
+            line,
+            column,
+            rule: self.rule.to_owned(),
+            key: key.to_owned(),
+            problem: problem.into(),
+            hint: hint.into(),
+        })));
+    }
+
+    fn field(&mut self, key: &str, name: &str) -> Option<Field> {
+        let field = Field::parse(name);
+        if field.is_none() {
+            let known: Vec<&str> = FIELD_NAMES.iter().map(|(n, _)| *n).collect();
+            self.error(key, format!("unknown field `{name}`"), format!("use one of: {}", known.join(", ")));
+        }
+        field
+    }
+
+    fn duration(&mut self, key: &str, text: &str) -> Option<SignedDuration> {
+        match parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(problem) => {
+                self.error(key, problem, "write a number and a unit: 30s, 5m, 1h or 1d");
+                None
+            }
+        }
+    }
+}
+
+fn compile(raw: RawRule, ctx: &mut Ctx<'_>) -> Option<Rule> {
+    let before = ctx.errors.len();
+    let id_ok = !raw.id.is_empty()
+        && raw.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    if !id_ok {
+        ctx.error("id", format!("`{}` is not a valid rule id", raw.id), "use lowercase letters, digits, `.` and `-`");
+    }
+    if raw.title.trim().is_empty() {
+        ctx.error("title", "the title is empty", "write a short French title for the city's staff");
+    }
+    if raw.description.trim().is_empty() {
+        ctx.error("description", "the description is empty", "say in French what the rule detects and why");
+    }
+    if let Some(m) = &raw.mitre {
+        let ok = m.len() >= 5
+            && m.starts_with('T')
+            && m[1..5].chars().all(|c| c.is_ascii_digit())
+            && (m.len() == 5 || (m.len() == 9 && &m[5..6] == "." && m[6..].chars().all(|c| c.is_ascii_digit())));
+        if !ok {
+            ctx.error("mitre", format!("`{m}` is not an ATT&CK technique id"), "write it as T1190 or T1110.003");
+        }
+    }
+    if raw.offender.is_empty() {
+        ctx.error("offender", "no offender field", "name the fields that identify the offender, e.g. [source.ip]");
+    }
+    let offender: Vec<Field> = raw.offender.iter().filter_map(|f| ctx.field("offender", f)).collect();
+    let suppress = ctx.duration("suppress", &raw.suppress);
+
+    let written = raw.when.len();
+    let mut conditions = Vec::with_capacity(written);
+    for c in raw.when {
+        if let Some(c) = compile_condition(c, ctx) {
+            conditions.push(c);
+        }
+    }
+
+    let kind = match (raw.kind, raw.threshold) {
+        (RawKind::Signature, None) => {
+            let positive = conditions.iter().any(|c| !c.negate && !matches!(c.matcher, Matcher::Exists(_)));
+            // A condition that failed to compile was reported already.
+            if !positive && conditions.len() == written {
+                ctx.error(
+                    "when",
+                    "a signature needs at least one positive equals, contains or regex condition",
+                    "otherwise it would fire on every event",
+                );
+            }
+            if raw.evidence.is_some() {
+                ctx.error(
+                    "evidence",
+                    "a signature's evidence is the matched fragment",
+                    "remove `evidence`, or make the rule a threshold",
+                );
+            }
+            Some(Kind::Signature)
+        }
+        (RawKind::Signature, Some(_)) => {
+            ctx.error("threshold", "a signature has no threshold", "set `kind: threshold` or remove `threshold`");
+            None
+        }
+        (RawKind::Threshold, None) => {
+            ctx.error("kind", "a threshold rule needs a `threshold` section", "add threshold: {count, window}");
+            None
+        }
+        (RawKind::Threshold, Some(t)) => {
+            if t.count == 0 {
+                ctx.error("count", "the count must be at least 1", "set the number of events that fires the rule");
+            }
+            let distinct = t.distinct.as_deref().and_then(|d| ctx.field("distinct", d));
+            let window = ctx.duration("window", &t.window);
+            if let Some(w) = window
+                && (w.is_zero() || w > MAX_WINDOW)
+            {
+                ctx.error("window", format!("window {} is out of range", t.window), "use a window between 1s and 1d");
+            }
+            if let Some(e) = &raw.evidence {
+                let mut rest = e.replace("{count}", "").replace("{window}", "");
+                if distinct.is_some() {
+                    rest = rest.replace("{distinct}", "");
+                }
+                if rest.contains('{') {
+                    ctx.error(
+                        "evidence",
+                        format!("unknown placeholder in `{e}`"),
+                        "use {count}, {window} and, with `distinct`, {distinct}",
+                    );
+                }
+            }
+            window.map(|window| Kind::Threshold { count: t.count, distinct, window })
+        }
+    };
+
+    if ctx.errors.len() > before {
+        return None;
+    }
+    Some(Rule {
+        id: raw.id.into(),
+        title: raw.title,
+        description: raw.description.trim().to_owned(),
+        severity: raw.severity,
+        cctp_class: raw.cctp_class,
+        mitre: raw.mitre,
+        conditions,
+        offender,
+        kind: kind?,
+        suppress: suppress?,
+        evidence: raw.evidence,
+    })
+}
+
+fn compile_condition(raw: RawCondition, ctx: &mut Ctx<'_>) -> Option<Condition> {
+    let names: Vec<String> = match (raw.field, raw.fields) {
+        (Some(f), None) => vec![f],
+        (None, Some(fs)) if !fs.is_empty() => fs,
+        _ => {
+            ctx.error("when", "a condition names its field(s)", "write either `field: x` or `fields: [x, y]`");
+            return None;
+        }
+    };
+    let fields: Vec<Field> = names.iter().filter_map(|n| ctx.field("field", n)).collect();
+    let given = [raw.equals.is_some(), raw.contains.is_some(), raw.regex.is_some(), raw.exists.is_some()];
+    if given.iter().filter(|g| **g).count() != 1 {
+        ctx.error(
+            "when",
+            format!("the condition on {} needs exactly one test", names.join(", ")),
+            "use one of equals, contains, regex or exists (write two conditions to combine them)",
+        );
+        return None;
+    }
+    let matcher = if let Some(values) = raw.equals {
+        let mut out = Vec::with_capacity(values.len());
+        for v in values {
+            match v {
+                serde_yaml_ng::Value::String(s) => out.push(s),
+                serde_yaml_ng::Value::Number(n) => out.push(n.to_string()),
+                serde_yaml_ng::Value::Bool(b) => out.push(b.to_string()),
+                other => {
+                    ctx.error("equals", format!("`{other:?}` is not a plain value"), "list strings or numbers");
+                    return None;
+                }
+            }
+        }
+        Matcher::Equals(out)
+    } else if let Some(needles) = raw.contains {
+        if needles.iter().any(|n| n.is_empty()) {
+            ctx.error("contains", "an empty string matches everything", "remove it");
+            return None;
+        }
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&needles);
+        match ac {
+            Ok(ac) => Matcher::Contains(ac),
+            Err(e) => {
+                ctx.error("contains", e.to_string(), "shorten the list");
+                return None;
+            }
+        }
+    } else if let Some(patterns) = raw.regex {
+        let mut each = Vec::with_capacity(patterns.len());
+        for p in &patterns {
+            match Regex::new(p) {
+                Ok(r) => each.push(r),
+                Err(e) => {
+                    ctx.error("regex", format!("invalid regex `{p}`: {e}"), "fix the pattern (Rust regex syntax)");
+                    return None;
+                }
+            }
+        }
+        let set = RegexSet::new(&patterns).ok()?;
+        Matcher::Regex { set, each }
+    } else {
+        Matcher::Exists(raw.exists.unwrap_or(true))
+    };
+    if fields.len() != names.len() {
+        return None;
+    }
+    Some(Condition { fields, matcher, negate: raw.not })
+}
+
+/// Parses `30s`, `5m`, `1h`, `1d` (one number, one unit; `0s` is allowed and means "none").
+pub(crate) fn parse_duration(text: &str) -> Result<SignedDuration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: i64 = number.parse().map_err(|_| format!("`{text}` is not a duration"))?;
+    let secs = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}` has no unit s, m, h or d")),
+    };
+    n.checked_mul(secs).map(SignedDuration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
+}
+
+/// `5 min`, `1 h 30 min`, `30 s`, `1 j`: how a duration reads in a French evidence sentence.
+pub(crate) fn french_duration(d: SignedDuration) -> String {
+    let total = d.as_secs();
+    let (days, rest) = (total / 86_400, total % 86_400);
+    let (hours, rest) = (rest / 3600, rest % 3600);
+    let (minutes, seconds) = (rest / 60, rest % 60);
+    let mut parts = Vec::new();
+    if days > 0 {
+        parts.push(format!("{days} j"));
+    }
+    if hours > 0 {
+        parts.push(format!("{hours} h"));
+    }
+    if minutes > 0 {
+        parts.push(format!("{minutes} min"));
+    }
+    if seconds > 0 || parts.is_empty() {
+        parts.push(format!("{seconds} s"));
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+version: 1
+rules:
+  - id: t.sqli
+    kind: signature
+    title: Injection SQL
+    description: Une injection.
+    severity: critical
+    cctp_class: securite_majeure_code_propre
+    mitre: T1190
+    when:
+      - fields: [url.path, url.query]
+        regex: ['(?i)union\s+select']
+    offender: [source.ip]
+    suppress: 10m
+  - id: t.scan
+    kind: threshold
+    title: Balayage
+    description: Des 404.
+    severity: warning
+    cctp_class: securite_mineure
+    when:
+      - field: http.response.status_code
+        equals: [404]
+    offender: [source.ip]
+    suppress: 30m
+    threshold: { count: 3, distinct: url.path, window: 1m }
+    evidence: "{count} chemins absents en {window}"
+"#;
+
+    #[test]
+    fn a_good_file_compiles() {
+        let set = RuleSet::from_yaml("good.yml", GOOD).unwrap();
+        assert_eq!(set.len(), 2);
+        assert_eq!(set.ids().collect::<Vec<_>>(), ["t.sqli", "t.scan"]);
+        let Kind::Threshold { count, distinct, window } = set.rules()[1].kind else { panic!() };
+        assert_eq!((count, distinct, window), (3, Some(Field::UrlPath), SignedDuration::from_mins(1)));
+        assert_eq!(set.rules()[1].threshold_evidence(3), "3 chemins absents en 1 min");
+    }
+
+    #[test]
+    fn matching_decodes_and_keys() {
+        let set = RuleSet::from_yaml("good.yml", GOOD).unwrap();
+        let event = collector::Event {
+            source_ip: Some("203.0.113.9".parse().unwrap()),
+            url_query: Some("id=1%2527%2520UNION%2520SELECT%25201".into()),
+            ..Default::default()
+        };
+        let m = set.matching(&event);
+        assert_eq!(m, [RuleMatch { rule: "t.sqli".into(), key: "source.ip=203.0.113.9".into() }]);
+    }
+
+    fn error_of(text: &str) -> String {
+        RuleSet::from_yaml("bad.yml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_line() {
+        let text = GOOD.replace("    mitre: T1190\n", "    mitre: T1190\n    severty: info\n");
+        let e = error_of(&text);
+        assert!(e.starts_with("bad.yml:11:5: rules[0]: unknown field `severty`"), "{e}");
+        assert!(e.contains("severty"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_rule_key_and_hint() {
+        let text = GOOD
+            .replace("suppress: 10m", "suppress: 10 minutes")
+            .replace("distinct: url.path", "distinct: url.pathh")
+            .replace("regex: ['(?i)union\\s+select']", "regex: ['(?i)union(']");
+        let e = error_of(&text);
+        assert!(e.starts_with("3 problems:"), "{e}");
+        assert!(e.contains("bad.yml:15:5: rule `t.sqli`, key `suppress`: `10 minutes` has no unit"), "{e}");
+        assert!(e.contains("rule `t.sqli`, key `regex`: invalid regex"), "{e}");
+        assert!(e.contains("rule `t.scan`, key `distinct`: unknown field `url.pathh`; use one of:"), "{e}");
+    }
+
+    #[test]
+    fn structural_mistakes_are_refused() {
+        let e = error_of(&GOOD.replace("kind: threshold", "kind: signature"));
+        assert!(e.contains("a signature has no threshold"), "{e}");
+        let e = error_of(&GOOD.replace("version: 1", "version: 2"));
+        assert!(e.starts_with("bad.yml:2:1: rule format version 2 is not supported"), "{e}");
+        let e = error_of(&GOOD.replace("id: t.scan", "id: t.sqli"));
+        assert!(e.contains("the id is used twice"), "{e}");
+        let e = error_of(&GOOD.replace("mitre: T1190", "mitre: 1190"));
+        assert!(e.contains("key `mitre`"), "{e}");
+        let e = error_of(&GOOD.replace("{count} chemins", "{nombre} chemins"));
+        assert!(e.contains("unknown placeholder"), "{e}");
+        let e = error_of(&GOOD.replace("window: 1m", "window: 2d"));
+        assert!(e.contains("out of range"), "{e}");
+        let e = error_of(&GOOD.replace("severity: critical", "severity: high"));
+        assert!(e.starts_with("bad.yml:"), "{e}");
+        assert!(e.contains("unknown variant `high`"), "{e}");
+    }
+
+    #[test]
+    fn load_dir_skips_tests_and_reports_duplicates_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yml"), GOOD).unwrap();
+        std::fs::write(dir.path().join("a.test.yml"), "not: [a rule file").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        assert_eq!(RuleSet::load_dir(dir.path()).unwrap().len(), 2);
+        std::fs::write(dir.path().join("b.yaml"), GOOD).unwrap();
+        std::fs::write(dir.path().join("c.yml"), "version: 1\nrules: 3\n").unwrap();
+        let e = RuleSet::load_dir(dir.path()).unwrap_err().to_string();
+        assert!(e.starts_with("3 problems:"), "{e}");
+        assert!(e.contains("b.yaml:4:5: rule `t.sqli`, key `id`: the id is already used in"), "{e}");
+        assert!(e.contains("c.yml:2:"), "{e}");
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(RuleSet::load_dir(empty.path()), Err(RuleError::NoRules { .. })));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), SignedDuration::from_secs(90));
+        assert_eq!(parse_duration("1d").unwrap(), SignedDuration::from_hours(24));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("m").is_err());
+        assert_eq!(french_duration(SignedDuration::from_secs(5400)), "1 h 30 min");
+        assert_eq!(french_duration(SignedDuration::from_secs(30)), "30 s");
+        assert_eq!(french_duration(SignedDuration::from_hours(24)), "1 j");
+    }
+
+    #[test]
+    fn evidence_is_sanitized() {
+        let f = Fragment { field: Field::UrlQuery, matched: "<script>".into(), value: "a=\n<script>".into() };
+        assert_eq!(f.describe(), "url.query contient « <script> » : « a=\\n<script> »");
+        assert_eq!(sanitize(&"x".repeat(200), 3), "xxx…");
+    }
+}
