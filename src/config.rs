@@ -387,7 +387,8 @@ fn section<T: DeserializeOwned>(
 
 fn hint_for(message: &str) -> String {
     if message.contains("unknown field") {
-        "remove or rename the key; the accepted keys are listed above and documented in config/vigie.example.toml".into()
+        "remove or rename the key; the accepted keys are listed above and documented in config/vigie.example.toml"
+            .into()
     } else if message.contains("invalid type") {
         "the value has the wrong type: quote strings, write numbers bare, lists in [ ]".into()
     } else if message.contains("missing field") {
@@ -495,7 +496,12 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
             at(src.id.span(), "sources.id", format!("two sources are named `{id}`"), "give each source its own id");
         }
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            at(src.id.span(), "sources.id", format!("`{id}` is not a valid source id"), "use letters, digits, '-' and '_'");
+            at(
+                src.id.span(),
+                "sources.id",
+                format!("`{id}` is not a valid source id"),
+                "use letters, digits, '-' and '_'",
+            );
         }
         let kind = match src.kind.get_ref().as_str() {
             "file" => {
@@ -504,15 +510,23 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
                         match collector::parse::Format::from_config(f.get_ref(), src.log_format.as_deref()) {
                             Ok(format) => Some(format),
                             Err(e) => {
-                                at(f.span(), "sources.format", e.to_string(), &format!(
-                                    "one of: {}", collector::parse::Format::names().join(", ")));
+                                at(
+                                    f.span(),
+                                    "sources.format",
+                                    e.to_string(),
+                                    &format!("one of: {}", collector::parse::Format::names().join(", ")),
+                                );
                                 None
                             }
                         }
                     }
                     _ => {
-                        at(src.kind.span(), "sources", format!("file source `{id}` needs `path` and `format`"),
-                            "add path = \"/var/log/apache2/access.log\" and format = \"apache_combined\"");
+                        at(
+                            src.kind.span(),
+                            "sources",
+                            format!("file source `{id}` needs `path` and `format`"),
+                            "add path = \"/var/log/apache2/access.log\" and format = \"apache_combined\"",
+                        );
                         None
                     }
                 };
@@ -520,8 +534,12 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
                     "beginning" => false,
                     "end" => true,
                     other => {
-                        at(src.start_at.span(), "sources.start_at", format!("`{other}` is not a start position"),
-                            "write \"beginning\" or \"end\"");
+                        at(
+                            src.start_at.span(),
+                            "sources.start_at",
+                            format!("`{other}` is not a start position"),
+                            "write \"beginning\" or \"end\"",
+                        );
                         false
                     }
                 };
@@ -538,14 +556,24 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
                     Some("firewall") => Some(DemoStream::Firewall),
                     Some(other) => {
                         let span = src.stream.as_ref().map_or(0..0, |s| s.span());
-                        at(span, "sources.stream", format!("`{other}` is not a demo stream"), "write \"web\" or \"firewall\"");
+                        at(
+                            span,
+                            "sources.stream",
+                            format!("`{other}` is not a demo stream"),
+                            "write \"web\" or \"firewall\"",
+                        );
                         None
                     }
                 };
                 stream.map(|stream| SourceKind::Demo { stream, rate: src.rate.max(1) })
             }
             other => {
-                at(src.kind.span(), "sources.kind", format!("`{other}` is not a source kind"), "write \"file\" or \"demo\"");
+                at(
+                    src.kind.span(),
+                    "sources.kind",
+                    format!("`{other}` is not a source kind"),
+                    "write \"file\" or \"demo\"",
+                );
                 None
             }
         };
@@ -595,7 +623,12 @@ mod tests {
         let found: Vec<(usize, &str)> = p.iter().map(|p| (p.line, p.key.as_str())).collect();
         assert_eq!(
             found,
-            [(2, "pipeline.commit_interval"), (3, "pipeline.time_zone"), (6, "server.listen"), (9, "retention.keep_dayz")],
+            [
+                (2, "pipeline.commit_interval"),
+                (3, "pipeline.time_zone"),
+                (6, "server.listen"),
+                (9, "retention.keep_dayz")
+            ],
             "{p:#?}"
         );
         assert!(p[3].message.contains("unknown field"), "{}", p[3].message);

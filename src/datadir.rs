@@ -21,12 +21,21 @@ pub(crate) struct DataDir {
 impl DataDir {
     pub(crate) fn open(path: &Path) -> anyhow::Result<DataDir> {
         std::fs::create_dir_all(path).with_context(|| {
-            format!("cannot create the data directory {}; choose another with --data or fix its permissions", path.display())
+            format!(
+                "cannot create the data directory {}; choose another with --data or fix its permissions",
+                path.display()
+            )
         })?;
         let lock_path = path.join("vigie.lock");
-        let mut lock = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).with_context(|| {
-            format!("the data directory {} is not writable; choose another with --data or fix its permissions", path.display())
-        })?;
+        let mut lock =
+            OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).with_context(
+                || {
+                    format!(
+                        "the data directory {} is not writable; choose another with --data or fix its permissions",
+                        path.display()
+                    )
+                },
+            )?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -48,7 +57,10 @@ impl DataDir {
         match std::fs::read_to_string(&format_path) {
             Ok(text) => {
                 let found: u32 = text.trim().parse().with_context(|| {
-                    format!("{} is damaged (expected a number); restore it or use another --data", format_path.display())
+                    format!(
+                        "{} is damaged (expected a number); restore it or use another --data",
+                        format_path.display()
+                    )
                 })?;
                 if found > FORMAT {
                     bail!(

@@ -11,26 +11,33 @@ const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 /// `<data>/rules/` on first start, where the user can read and edit them.
 const RULES: &[(&str, &str)] = &crate::demo_rules::FILES;
 
-pub(crate) fn config(listen: &str, data: &Path, smtp: Option<&str>, rate: u32) -> anyhow::Result<crate::config::Config> {
+pub(crate) fn config(
+    listen: &str,
+    data: &Path,
+    smtp: Option<&str>,
+    rate: u32,
+) -> anyhow::Result<crate::config::Config> {
     std::fs::create_dir_all(data).with_context(|| format!("cannot create the data directory {}", data.display()))?;
     let data = data.canonicalize().with_context(|| format!("cannot resolve {}", data.display()))?;
     let rules = data.join("rules");
     if !rules.exists() {
         std::fs::create_dir_all(&rules)?;
         for (name, text) in RULES {
-            std::fs::write(rules.join(name), text).with_context(|| format!("cannot write {}", rules.join(name).display()))?;
+            std::fs::write(rules.join(name), text)
+                .with_context(|| format!("cannot write {}", rules.join(name).display()))?;
         }
     }
-    let mut text = DEMO_CONFIG.replace("@LISTEN@", listen).replace("@WEB_RATE@", &rate.to_string()).replace(
-        "@FW_RATE@",
-        &(rate / 10).max(1).to_string(),
-    );
+    let mut text = DEMO_CONFIG
+        .replace("@LISTEN@", listen)
+        .replace("@WEB_RATE@", &rate.to_string())
+        .replace("@FW_RATE@", &(rate / 10).max(1).to_string());
     if let Some(smtp) = smtp {
         let (host, port) = smtp.rsplit_once(':').with_context(|| format!("--smtp {smtp}: write it as HOST:PORT"))?;
         let port: u16 = port.parse().with_context(|| format!("--smtp {smtp}: the port is not a number"))?;
         text.push_str(&format!("\n[alerting.smtp]\nhost = \"{host}\"\nport = {port}\n"));
     }
-    crate::config::parse(&data.join("demo.toml"), &text).map_err(|e| anyhow::anyhow!("the embedded demo configuration is invalid:\n{e}"))
+    crate::config::parse(&data.join("demo.toml"), &text)
+        .map_err(|e| anyhow::anyhow!("the embedded demo configuration is invalid:\n{e}"))
 }
 
 pub(crate) fn banner(addr: &std::net::SocketAddr, data: &Path) {

@@ -46,7 +46,9 @@ enum Command {
     },
     /// Run the whole stack in one process on generated ENT traffic: 188 schools, an attack
     /// burst and an outage every ten minutes. Nothing else to install.
-    #[command(after_help = "Examples:\n  vigie demo\n  vigie demo --listen 127.0.0.1:9000 --data /tmp/vigie-demo --for 2m\n  vigie demo --smtp 127.0.0.1:2525")]
+    #[command(
+        after_help = "Examples:\n  vigie demo\n  vigie demo --listen 127.0.0.1:9000 --data /tmp/vigie-demo --for 2m\n  vigie demo --smtp 127.0.0.1:2525"
+    )]
     Demo {
         /// Address of the web interface.
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
@@ -68,7 +70,9 @@ enum Command {
     #[command(subcommand)]
     Archive(ArchiveCommand),
     /// Validate a configuration file and print every problem with file:line:column.
-    #[command(after_help = "Exit status: 0 when valid, 2 when not.\n\nExample:\n  vigie check-config /etc/vigie/vigie.toml")]
+    #[command(
+        after_help = "Exit status: 0 when valid, 2 when not.\n\nExample:\n  vigie check-config /etc/vigie/vigie.toml"
+    )]
     CheckConfig {
         /// The TOML configuration to check.
         file: PathBuf,
@@ -143,7 +147,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            init_logging(level.as_deref().unwrap_or(&config.log.level), json || config.log.format == config::LogFormat::Json);
+            init_logging(
+                level.as_deref().unwrap_or(&config.log.level),
+                json || config.log.format == config::LogFormat::Json,
+            );
             report(run_stack(config, None, |addr| {
                 tracing::info!(url = %format!("http://{addr}/"), "vigie is running");
             }))

@@ -31,7 +31,12 @@ pub(crate) struct RunSummary {
 }
 
 /// Runs the whole stack until `shutdown` fires (signal, `--for`) or a stage fails.
-pub(crate) async fn run(config: Config, data: DataDir, shutdown: CancellationToken, banner: impl FnOnce(&std::net::SocketAddr)) -> anyhow::Result<RunSummary> {
+pub(crate) async fn run(
+    config: Config,
+    data: DataDir,
+    shutdown: CancellationToken,
+    banner: impl FnOnce(&std::net::SocketAddr),
+) -> anyhow::Result<RunSummary> {
     let mut registry = Registry::default();
     let metrics = PipelineMetrics::register(&mut registry);
     let archive_metrics = retention::ArchiveMetrics::register(&mut registry);
@@ -67,9 +72,10 @@ pub(crate) async fn run(config: Config, data: DataDir, shutdown: CancellationTok
         },
         None => alerting::Transport::Directory(data.join("outbox")),
     };
-    let rules = Arc::new(analyzer::RuleSet::load_dir(&config.rules_dir).with_context(|| {
-        format!("loading the rules in {}", config.rules_dir.display())
-    })?);
+    let rules = Arc::new(
+        analyzer::RuleSet::load_dir(&config.rules_dir)
+            .with_context(|| format!("loading the rules in {}", config.rules_dir.display()))?,
+    );
     tracing::info!(rules = rules.len(), dir = %config.rules_dir.display(), "rules loaded");
     let mut normalizer = Normalizer::new(
         config.time_zone.clone(),
@@ -156,10 +162,13 @@ pub(crate) async fn run(config: Config, data: DataDir, shutdown: CancellationTok
         let never = CancellationToken::new();
         let interval = config.commit_interval;
         let m = archive_metrics.clone();
-        spawn("archive".into(), Box::pin(async move {
-            retention::run_sink(archive, archive_rx, interval, m, never).await?;
-            Ok(())
-        }));
+        spawn(
+            "archive".into(),
+            Box::pin(async move {
+                retention::run_sink(archive, archive_rx, interval, m, never).await?;
+                Ok(())
+            }),
+        );
     }
     {
         let never = CancellationToken::new();

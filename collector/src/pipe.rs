@@ -32,11 +32,7 @@ struct AckInner {
 
 impl Drop for AckInner {
     fn drop(&mut self) {
-        let status = if self.failed.load(Ordering::Acquire) {
-            AckStatus::Failed
-        } else {
-            AckStatus::Delivered
-        };
+        let status = if self.failed.load(Ordering::Acquire) { AckStatus::Failed } else { AckStatus::Delivered };
         if let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
             // The waiter may be gone during shutdown; then nobody needs the answer.
             let _ = tx.send(status);
@@ -53,10 +49,8 @@ impl AckToken {
     /// A new token and the waiter that resolves once every clone is dropped.
     pub fn new() -> (AckToken, AckWaiter) {
         let (tx, rx) = oneshot::channel();
-        let token = AckToken(Arc::new(AckInner {
-            failed: AtomicBool::new(false),
-            tx: std::sync::Mutex::new(Some(tx)),
-        }));
+        let token =
+            AckToken(Arc::new(AckInner { failed: AtomicBool::new(false), tx: std::sync::Mutex::new(Some(tx)) }));
         (token, AckWaiter { rx, status: None })
     }
 

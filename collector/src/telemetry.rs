@@ -43,7 +43,11 @@ impl PipelineMetrics {
             m.parse_failures.clone(),
         );
         registry.register("vigie_stage_events_in", "Events received by each pipeline stage", m.events_in.clone());
-        registry.register("vigie_stage_events_out", "Events emitted or durably written by each stage", m.events_out.clone());
+        registry.register(
+            "vigie_stage_events_out",
+            "Events emitted or durably written by each stage",
+            m.events_out.clone(),
+        );
         registry.register("vigie_stage_queue_depth", "Batches waiting in front of each stage", m.queue_depth.clone());
         registry.register(
             "vigie_source_lag_seconds",

@@ -75,7 +75,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until `cancel` fires, then lets in-flight requests finish (at most 5 s).
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, cancel: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "web interface listening");
     let graceful = cancel.clone();
@@ -120,7 +124,8 @@ async fn status(State(state): State<AppState>) -> Result<axum::Json<Status>, App
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &state.0.registry) {
-        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
+        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+            .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode metrics");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

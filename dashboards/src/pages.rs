@@ -57,48 +57,51 @@ pub(crate) fn overview(
     tz: &jiff::tz::TimeZone,
 ) -> Markup {
     let firing = alerts.iter().filter(|a| a.state == alerting::AlertState::Firing).count();
-    layout("Vue d’ensemble", html! {
-        h2 { "Vue d’ensemble" }
-        p { "Mis à jour le " (alerting::format_date_fr(now, tz)) "." }
-        section {
-            div.kpi { b { (stages.parsed) } "événements lus" }
-            div.kpi { b { (stages.analyzed) } "événements analysés" }
-            div.kpi { b { (stages.detections) } "détections" }
-            div.kpi { b { (firing) } "alertes en cours" }
-        }
-        section {
-            h3 { "Alertes récentes" }
-            @if alerts.is_empty() {
-                p { "Aucune alerte." }
-            } @else {
-                table {
-                    thead { tr { th { "État" } th { "Gravité" } th { "Alerte" } th { "Concerne" } th { "Depuis" } th { "Nombre" } th { "Classe CCTP" } } }
-                    tbody {
-                        @for a in alerts {
-                            tr {
-                                @match a.state {
-                                    alerting::AlertState::Firing => td.firing { "en cours" },
-                                    alerting::AlertState::Resolved => td.resolved { "résolue" },
+    layout(
+        "Vue d’ensemble",
+        html! {
+            h2 { "Vue d’ensemble" }
+            p { "Mis à jour le " (alerting::format_date_fr(now, tz)) "." }
+            section {
+                div.kpi { b { (stages.parsed) } "événements lus" }
+                div.kpi { b { (stages.analyzed) } "événements analysés" }
+                div.kpi { b { (stages.detections) } "détections" }
+                div.kpi { b { (firing) } "alertes en cours" }
+            }
+            section {
+                h3 { "Alertes récentes" }
+                @if alerts.is_empty() {
+                    p { "Aucune alerte." }
+                } @else {
+                    table {
+                        thead { tr { th { "État" } th { "Gravité" } th { "Alerte" } th { "Concerne" } th { "Depuis" } th { "Nombre" } th { "Classe CCTP" } } }
+                        tbody {
+                            @for a in alerts {
+                                tr {
+                                    @match a.state {
+                                        alerting::AlertState::Firing => td.firing { "en cours" },
+                                        alerting::AlertState::Resolved => td.resolved { "résolue" },
+                                    }
+                                    td { (format!("{:?}", a.severity).to_lowercase()) }
+                                    td { (a.title) }
+                                    td { (a.key) }
+                                    td { (alerting::format_date_fr(a.first_seen, tz)) }
+                                    td { (a.count) }
+                                    td { (a.cctp_class.label()) }
                                 }
-                                td { (format!("{:?}", a.severity).to_lowercase()) }
-                                td { (a.title) }
-                                td { (a.key) }
-                                td { (alerting::format_date_fr(a.first_seen, tz)) }
-                                td { (a.count) }
-                                td { (a.cctp_class.label()) }
                             }
                         }
                     }
                 }
             }
-        }
-        section {
-            h3 { "État des composants" }
-            table {
-                @for (task, up) in tasks {
-                    tr { td { (task) } @if *up { td { "en marche" } } @else { td.down { "arrêté" } } }
+            section {
+                h3 { "État des composants" }
+                table {
+                    @for (task, up) in tasks {
+                        tr { td { (task) } @if *up { td { "en marche" } } @else { td.down { "arrêté" } } }
+                    }
                 }
             }
-        }
-    })
+        },
+    )
 }

@@ -51,7 +51,8 @@ fn wrong_type() {
 
 #[test]
 fn every_problem_at_once() {
-    let (code, err) = check("[server]\nlisten = \"nowhere\"\n\n[retention]\nkeep_days = \"a year\"\n\n[colour]\nx = 1\n");
+    let (code, err) =
+        check("[server]\nlisten = \"nowhere\"\n\n[retention]\nkeep_days = \"a year\"\n\n[colour]\nx = 1\n");
     assert_eq!(code, 2);
     assert!(err.contains("3 problems"), "{err}");
     assert!(err.contains("FILE:2:10: server.listen"), "{err}");

@@ -14,9 +14,8 @@ fn demo_runs_every_stage_then_stops_by_itself() {
 
     // The attack burst starts 12 s in; wait until it went through parse → analyzer → alerts.
     vigie.wait_for("a detection", Duration::from_secs(60), |v| {
-        v.get("/metrics").is_some_and(|(_, m)| {
-            sample(&m, "vigie_stage_events_out_total", "stage=\"analyzer\"").unwrap_or(0.0) > 0.0
-        })
+        v.get("/metrics")
+            .is_some_and(|(_, m)| sample(&m, "vigie_stage_events_out_total", "stage=\"analyzer\"").unwrap_or(0.0) > 0.0)
     });
     let (code, metrics) = vigie.get("/metrics").unwrap();
     assert_eq!(code, 200);

@@ -42,11 +42,9 @@ impl CheckpointStore {
         let source = source.to_owned();
         run_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-            conn.query_row(
-                "SELECT position, identity FROM checkpoints WHERE source = ?1",
-                params![source],
-                |row| Ok(Checkpoint { position: row.get::<_, i64>(0)? as u64, identity: row.get(1)? }),
-            )
+            conn.query_row("SELECT position, identity FROM checkpoints WHERE source = ?1", params![source], |row| {
+                Ok(Checkpoint { position: row.get::<_, i64>(0)? as u64, identity: row.get(1)? })
+            })
             .optional()
         })
         .await

