@@ -239,18 +239,23 @@ mod tests {
         Numbers { id: "n".into(), next: 0, end }
     }
 
+    /// Runs a numbers source of `end` records; returns its output and its task.
+    fn spawn(
+        end: u64,
+        store: &CheckpointStore,
+        options: SourceOptions,
+        cancel: CancellationToken,
+    ) -> (mpsc::Receiver<Batch<RawRecord>>, tokio::task::JoinHandle<Result<(), SourceError>>) {
+        let (tx, rx) = mpsc::channel(16);
+        let task =
+            tokio::spawn(run_source(numbers(end), store.clone(), tx, options, PipelineMetrics::default(), cancel));
+        (rx, task)
+    }
+
     #[tokio::test]
     async fn checkpoint_moves_only_past_acknowledged_batches() {
         let (_dir, store, options) = setup();
-        let (tx, mut rx) = mpsc::channel(16);
-        let task = tokio::spawn(run_source(
-            numbers(10),
-            store.clone(),
-            tx,
-            options,
-            PipelineMetrics::default(),
-            CancellationToken::new(),
-        ));
+        let (mut rx, task) = spawn(10, &store, options, CancellationToken::new());
         // Hold every batch: at most max_in_flight are handed out, and nothing is committed.
         let mut held = Vec::new();
         for _ in 0..3 {
@@ -276,15 +281,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_batch_stops_the_checkpoint_before_it() {
         let (_dir, store, options) = setup();
-        let (tx, mut rx) = mpsc::channel(16);
-        let task = tokio::spawn(run_source(
-            numbers(10),
-            store.clone(),
-            tx,
-            options,
-            PipelineMetrics::default(),
-            CancellationToken::new(),
-        ));
+        let (mut rx, task) = spawn(10, &store, options, CancellationToken::new());
         let first = rx.recv().await.unwrap();
         let second = rx.recv().await.unwrap();
         drop(first);
@@ -298,15 +295,8 @@ mod tests {
         assert_eq!(store.load("n").await.unwrap().unwrap().position, 2, "only the first batch counts");
 
         // A restart resumes right after the last delivered batch.
-        let (tx, mut rx) = mpsc::channel(16);
-        let task = tokio::spawn(run_source(
-            numbers(10),
-            store.clone(),
-            tx,
-            SourceOptions { batch_size: 100, ..SourceOptions::default() },
-            PipelineMetrics::default(),
-            CancellationToken::new(),
-        ));
+        let (mut rx, task) =
+            spawn(10, &store, SourceOptions { batch_size: 100, ..SourceOptions::default() }, CancellationToken::new());
         let replay = rx.recv().await.unwrap();
         assert_eq!(replay.items.first().unwrap().position, 2);
         drop(replay);
@@ -316,16 +306,8 @@ mod tests {
     #[tokio::test]
     async fn shutdown_waits_for_what_was_handed_out() {
         let (_dir, store, options) = setup();
-        let (tx, mut rx) = mpsc::channel(16);
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(run_source(
-            numbers(1_000_000),
-            store.clone(),
-            tx,
-            options,
-            PipelineMetrics::default(),
-            cancel.clone(),
-        ));
+        let (mut rx, task) = spawn(1_000_000, &store, options, cancel.clone());
         let held = rx.recv().await.unwrap();
         cancel.cancel();
         tokio::task::yield_now().await;
