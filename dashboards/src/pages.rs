@@ -31,6 +31,15 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;
 .firing{color:#b00020;font-weight:600}.resolved{color:#2e7d32}.kpi{display:inline-block;margin-right:32px}
 .kpi b{display:block;font-size:1.6rem}.down{color:#b00020}";
 
+/// The severity as the city's staff read it.
+fn severity_fr(severity: analyzer::Severity) -> &'static str {
+    match severity {
+        analyzer::Severity::Info => "information",
+        analyzer::Severity::Warning => "avertissement",
+        analyzer::Severity::Critical => "critique",
+    }
+}
+
 fn layout(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
@@ -82,7 +91,7 @@ pub(crate) fn overview(
                                         alerting::AlertState::Firing => td.firing { "en cours" },
                                         alerting::AlertState::Resolved => td.resolved { "résolue" },
                                     }
-                                    td { (format!("{:?}", a.severity).to_lowercase()) }
+                                    td { (severity_fr(a.severity)) }
                                     td { (a.title) }
                                     td { (a.key) }
                                     td { (alerting::format_date_fr(a.first_seen, tz)) }
