@@ -62,7 +62,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> ParseContext {
-        ParseContext { now: "2025-04-07T12:30:00Z".parse().unwrap(), time_zone: jiff::tz::TimeZone::UTC }
+        crate::parse::test_context("UTC")
     }
 
     #[test]

@@ -193,6 +193,12 @@ impl Parser {
     }
 }
 
+/// The context parser tests share: 7 April 2025, 12:30 UTC, in zone `tz`.
+#[cfg(test)]
+pub(crate) fn test_context(tz: &str) -> ParseContext {
+    ParseContext { now: "2025-04-07T12:30:00Z".parse().unwrap(), time_zone: jiff::tz::TimeZone::get(tz).unwrap() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,10 +190,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> ParseContext {
-        ParseContext {
-            now: "2025-04-07T12:30:00Z".parse().unwrap(),
-            time_zone: jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
-        }
+        crate::parse::test_context("Europe/Paris")
     }
 
     const CONNECTION: &str = r#"id=firewall time="2025-04-07 14:30:00" fw="SN310A17C0000001" tz=+0200 startime="2025-04-07 14:29:58" pri=5 confid=01 slotlevel=2 ruleid=3 srcif="Ethernet0" srcifname="out" ipproto=tcp dstif="Ethernet1" dstifname="in" proto=https src=192.0.2.1 srcport=51234 srcportname=ephemeral_fw_tcp dst=198.51.100.7 dstport=443 dstportname=https dstname=ent.example.fr modsrc=203.0.113.9 modsrcport=51234 origdst=198.51.100.7 origdstport=443 user="jdupont" sent=1200 rcvd=5400 duration=2.03 action=pass logtype="connection""#;
