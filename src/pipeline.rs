@@ -219,13 +219,11 @@ async fn fan_out(
         metrics.queue_depth("archive", archive.max_capacity() - archive.capacity());
         metrics.queue_depth("analyzer", analyzer.max_capacity() - analyzer.capacity());
         let copy = Batch::new(batch.items.clone(), batch.ack.clone());
-        if let Err(mpsc::error::SendError(lost)) = archive.send(copy).await {
-            lost.ack.fail();
-            batch.ack.fail();
+        // A send that fails drops its batch unacknowledged, which fails it at the source.
+        if archive.send(copy).await.is_err() {
             anyhow::bail!("the archive stopped accepting events");
         }
-        if let Err(mpsc::error::SendError(lost)) = analyzer.send(batch).await {
-            lost.ack.fail();
+        if analyzer.send(batch).await.is_err() {
             anyhow::bail!("the analyzer stopped accepting events");
         }
     }
@@ -244,8 +242,7 @@ async fn analyze(
         metrics.stage_in("analyzer", batch.items.len());
         let detections: Vec<_> = batch.items.iter().flat_map(|e| engine.observe(e)).collect();
         metrics.stage_out("analyzer", detections.len());
-        if let Err(mpsc::error::SendError(lost)) = output.send(Batch::new(detections, batch.ack)).await {
-            lost.ack.fail();
+        if output.send(Batch::new(detections, batch.ack)).await.is_err() {
             anyhow::bail!("the alert store stopped accepting detections");
         }
     }

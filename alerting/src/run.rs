@@ -51,11 +51,7 @@ pub async fn run_alerts(
             }
         }
     }
-    // Dropping a batch would acknowledge it; fail what was not written instead.
-    input.close();
-    while let Ok(batch) = input.try_recv() {
-        batch.ack.fail();
-    }
+    // Batches still queued are dropped with `input`, unacknowledged: they count as failed.
     Ok(())
 }
 
@@ -72,7 +68,7 @@ async fn ingest_batch(store: &Arc<Mutex<AlertStore>>, batch: Batch<Detection>, m
         Ok(Ok(fired)) => {
             metrics.fired(fired);
             tracing::debug!(detections = n, fired, "detections ingested");
-            drop(ack);
+            ack.ack();
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, detections = n, "cannot record detections, the source will replay them");

@@ -75,7 +75,7 @@ pub async fn run_normalize(
         let events = match normalizer.normalize(&batch.items) {
             Ok(events) => events,
             Err(e) => {
-                batch.ack.fail();
+                // Returning drops the batch unacknowledged: the source will replay it.
                 tracing::error!(error = %e, "cannot write the dead-letter file; stopping the parse stage");
                 return Err(e);
             }
@@ -86,8 +86,7 @@ pub async fn run_normalize(
             let lag = jiff::Timestamp::now().duration_since(newest).as_secs();
             normalizer.metrics.source_lag(&first.source, lag);
         }
-        if let Err(mpsc::error::SendError(lost)) = output.send(Batch::new(events, batch.ack)).await {
-            lost.ack.fail();
+        if output.send(Batch::new(events, batch.ack)).await.is_err() {
             break;
         }
     }

@@ -1,11 +1,15 @@
 //! The boundary between pipeline stages: batches that carry an acknowledgement token.
 //!
 //! A source hands out [`Batch`]es; every stage passes the batch's [`AckToken`] along with what
-//! it derives from the batch, and every durable consumer (the archive, the alert store, the
-//! dead-letter file) drops its clone only once its write is durable. When the last clone is
+//! it derives from the batch, and every durable consumer (the archive, the alert store)
+//! calls [`AckToken::ack`] on its clone once its write is durable. When the last clone is
 //! gone the source's [`AckWaiter`] resolves, and only then does the source advance its
 //! checkpoint (a file offset today, a Kafka offset tomorrow). A crash therefore replays what
 //! was not fully written, and deterministic event ids make that replay idempotent.
+//!
+//! "Written" has to be said: a clone dropped without `ack()` — a batch left in a closed
+//! channel, a stage that returned early or panicked — fails the batch. No code path can
+//! lose a batch and still let it count as delivered.
 //!
 //! Nothing here knows about channels: a Kafka consumer can build the same batches, with
 //! tokens whose waiter commits an offset, and feed the stages unchanged.
@@ -41,16 +45,26 @@ impl Drop for AckInner {
 }
 
 /// A shared acknowledgement handle. Clone it for every consumer that must write the batch;
-/// drop it when the write is durable, or call [`AckToken::fail`] first if it could not be.
-#[derive(Debug, Clone)]
-pub struct AckToken(Arc<AckInner>);
+/// call [`AckToken::ack`] when the write is durable. Dropping it otherwise fails the batch.
+#[derive(Debug)]
+pub struct AckToken {
+    inner: Arc<AckInner>,
+    acked: bool,
+}
+
+impl Clone for AckToken {
+    /// Another holder that must acknowledge on its own.
+    fn clone(&self) -> Self {
+        AckToken { inner: Arc::clone(&self.inner), acked: false }
+    }
+}
 
 impl AckToken {
     /// A new token and the waiter that resolves once every clone is dropped.
     pub fn new() -> (AckToken, AckWaiter) {
         let (tx, rx) = oneshot::channel();
-        let token =
-            AckToken(Arc::new(AckInner { failed: AtomicBool::new(false), tx: std::sync::Mutex::new(Some(tx)) }));
+        let inner = Arc::new(AckInner { failed: AtomicBool::new(false), tx: std::sync::Mutex::new(Some(tx)) });
+        let token = AckToken { inner, acked: false };
         (token, AckWaiter { rx, status: None })
     }
 
@@ -59,22 +73,27 @@ impl AckToken {
         AckToken::new().0
     }
 
+    /// This holder's part of the batch is durably written.
+    pub fn ack(mut self) {
+        self.acked = true;
+    }
+
     /// Marks the batch as not durably written. The source keeps its checkpoint before it.
     pub fn fail(&self) {
-        self.0.failed.store(true, Ordering::Release);
+        self.inner.failed.store(true, Ordering::Release);
     }
 }
 
 impl Drop for AckToken {
     fn drop(&mut self) {
-        // A stage that unwinds must not let its batch count as written.
-        if std::thread::panicking() {
+        // Not acknowledged (dropped in a channel, an early return, a panic): not written.
+        if !self.acked || std::thread::panicking() {
             self.fail();
         }
     }
 }
 
-/// Resolves when every clone of the matching [`AckToken`] is dropped.
+/// Resolves when every clone of the matching [`AckToken`] is gone (acknowledged or not).
 #[derive(Debug)]
 pub struct AckWaiter {
     rx: oneshot::Receiver<AckStatus>,
@@ -139,16 +158,25 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn delivered_once_every_clone_is_dropped() {
+    async fn delivered_once_every_clone_is_acknowledged() {
         let (token, waiter) = AckToken::new();
         let archive = token.clone();
         let alerts = token.clone();
-        drop(token);
-        drop(archive);
+        token.ack();
+        archive.ack();
         let mut waiter = Box::pin(waiter.wait());
         assert!(futures_poll_once(&mut waiter).await.is_none(), "one holder is left");
-        drop(alerts);
+        alerts.ack();
         assert_eq!(waiter.await, AckStatus::Delivered);
+    }
+
+    #[tokio::test]
+    async fn a_batch_dropped_unacknowledged_fails() {
+        let (token, waiter) = AckToken::new();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(Batch::new(vec![1], token)).await.unwrap();
+        drop(rx); // the consumer went away with the batch still queued
+        assert_eq!(waiter.wait().await, AckStatus::Failed);
     }
 
     #[tokio::test]
@@ -157,7 +185,7 @@ mod tests {
         let other = token.clone();
         other.fail();
         drop(other);
-        drop(token);
+        token.ack();
         assert_eq!(waiter.wait().await, AckStatus::Failed);
     }
 

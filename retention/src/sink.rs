@@ -116,7 +116,9 @@ impl Sink {
             Ok(()) => {
                 self.metrics.commits.inc();
                 let released = self.pending.len();
-                self.pending.clear();
+                for token in self.pending.drain(..) {
+                    token.ack();
+                }
                 tracing::debug!(batches = released, "archive committed");
                 Ok(())
             }

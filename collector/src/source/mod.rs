@@ -125,9 +125,8 @@ pub async fn run_source<S: Source>(
                 metrics.source_records(&id, records.len());
                 let (token, waiter) = AckToken::new();
                 pending.push_back((source.checkpoint(), waiter));
-                if let Err(mpsc::error::SendError(batch)) = output.send(Batch::new(records, token)).await {
-                    // Downstream is gone: this batch was not written, say so before dropping it.
-                    batch.ack.fail();
+                if output.send(Batch::new(records, token)).await.is_err() {
+                    // Downstream is gone; the batch, dropped unacknowledged, counts as failed.
                     break;
                 }
                 if let Err(e) = retire_ready(&id, &store, &mut pending).await {
@@ -267,12 +266,14 @@ mod tests {
 
         // Acknowledge out of order: the second batch alone does not move the checkpoint.
         let second = held.remove(1);
-        drop(second);
+        second.ack.ack();
         tokio::task::yield_now().await;
         assert_eq!(store.load("n").await.unwrap(), None);
-        held.clear(); // first and third: now 0..6 is done
+        for batch in held.drain(..) {
+            batch.ack.ack(); // first and third: now 0..6 is done
+        }
         while let Some(batch) = rx.recv().await {
-            drop(batch);
+            batch.ack.ack();
         }
         task.await.unwrap().unwrap();
         assert_eq!(store.load("n").await.unwrap().unwrap().position, 10);
@@ -284,11 +285,11 @@ mod tests {
         let (mut rx, task) = spawn(10, &store, options, CancellationToken::new());
         let first = rx.recv().await.unwrap();
         let second = rx.recv().await.unwrap();
-        drop(first);
+        first.ack.ack();
         second.ack.fail();
         drop(second);
         while let Some(batch) = rx.recv().await {
-            drop(batch);
+            batch.ack.ack();
         }
         let err = task.await.unwrap().unwrap_err();
         assert!(matches!(err, SourceError::NotDelivered { position: 4, .. }), "{err}");
@@ -299,7 +300,7 @@ mod tests {
             spawn(10, &store, SourceOptions { batch_size: 100, ..SourceOptions::default() }, CancellationToken::new());
         let replay = rx.recv().await.unwrap();
         assert_eq!(replay.items.first().unwrap().position, 2);
-        drop(replay);
+        replay.ack.ack();
         task.await.unwrap().unwrap();
     }
 
@@ -313,9 +314,9 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!task.is_finished(), "the source must wait for the batch it handed out");
         let end = held.items.last().unwrap().position + 1;
-        drop(held);
+        held.ack.ack();
         while let Some(batch) = rx.recv().await {
-            drop(batch);
+            batch.ack.ack();
         }
         task.await.unwrap().unwrap();
         assert!(store.load("n").await.unwrap().unwrap().position >= end);
