@@ -155,6 +155,23 @@ pub(crate) fn hms(input: &str) -> Res<'_, (i8, i8, i8)> {
     Ok((rest, (h as i8, m as i8, s as i8)))
 }
 
+/// `yyyy<sep>mm<sep>dd hh:mm:ss` (Nginx error logs use `/`, Stormshield `-`).
+pub(crate) fn ymd_hms<'a>(sep: char) -> impl FnMut(&'a str) -> Res<'a, (Ymd, Hms)> {
+    move |input: &'a str| {
+        let (rest, (y, _, m, _, d, _, time)) = (
+            digits_n(4, "a year (yyyy)"),
+            char(sep),
+            digits_n(2, "a month (mm)"),
+            char(sep),
+            digits_n(2, "a day (dd)"),
+            char(' '),
+            hms,
+        )
+            .parse(input)?;
+        Ok((rest, ((y as i16, m as i8, d as i8), time)))
+    }
+}
+
 /// A numeric UTC offset `+hhmm` / `-hhmm` (also accepts `+hh:mm`), in seconds.
 pub(crate) fn numeric_offset(input: &str) -> Res<'_, i32> {
     let (rest, (sign, h, _, m)) =
@@ -182,6 +199,19 @@ pub(crate) fn civil<'a>(
 pub(crate) fn at_offset<'a>(at: &'a str, dt: DateTime, offset_secs: i32) -> Result<Timestamp, nom::Err<PErr<'a>>> {
     let offset = Offset::from_seconds(offset_secs).map_err(|_| nom::Err::Error(PErr::new(at, "a valid UTC offset")))?;
     offset.to_timestamp(dt).map_err(|_| nom::Err::Error(PErr::new(at, "a time within the supported range")))
+}
+
+/// The instant of a civil time written in the local time of `tz` (no offset in the line),
+/// with the offset that applied then.
+pub(crate) fn in_zone<'a>(
+    at: &'a str,
+    dt: DateTime,
+    tz: &jiff::tz::TimeZone,
+) -> Result<(Timestamp, i32), nom::Err<PErr<'a>>> {
+    let zoned = dt
+        .to_zoned_datetime(tz.clone())
+        .map_err(|_| nom::Err::Error(PErr::new(at, "a time within the supported range")))?;
+    Ok((zoned.timestamp(), zoned.offset().seconds()))
 }
 
 /// The Common Log Format time `10/Oct/2000:13:55:36 -0700` (Apache `%t` without its
@@ -221,11 +251,9 @@ pub(crate) fn yearless<'a>(
         // 29 February only exists in some years: try the previous year before giving up.
         match civil(at, (year, month, day), time, 0) {
             Ok(dt) => {
-                let zoned = dt
-                    .to_zoned_datetime(tz.clone())
-                    .map_err(|_| nom::Err::Error(PErr::new(at, "a time within the supported range")))?;
-                if zoned.timestamp() <= limit {
-                    return Ok((zoned.timestamp(), zoned.offset().seconds()));
+                let (timestamp, offset) = in_zone(at, dt, tz)?;
+                if timestamp <= limit {
+                    return Ok((timestamp, offset));
                 }
             }
             Err(e) => last_err = Some(e),

@@ -15,7 +15,7 @@ use nom::error::context;
 
 use super::FormatError;
 use super::ParseContext;
-use super::common::{self, Hms, PErr, ParseError, Res, Ymd, ip, split_host_port, unescape};
+use super::common::{self, PErr, ParseError, ip, split_host_port, unescape};
 use super::template::{Field, Item, Template};
 use crate::{Category, Event};
 
@@ -129,21 +129,6 @@ pub(crate) fn compile(format: &str) -> Result<Template, FormatError> {
 
 const ERROR_DATASET: &str = "nginx.error";
 
-/// `2016/10/25 14:49:34` in the server's local time.
-fn error_date(input: &str) -> Res<'_, (Ymd, Hms)> {
-    let (rest, (y, _, m, _, d, _, time)) = (
-        common::digits_n(4, "a year (yyyy)"),
-        char('/'),
-        common::digits_n(2, "a month (mm)"),
-        char('/'),
-        common::digits_n(2, "a day (dd)"),
-        char(' '),
-        common::hms,
-    )
-        .parse(input)?;
-    Ok((rest, ((y as i16, m as i8, d as i8), time)))
-}
-
 pub(crate) fn parse_error_log(line: &str, ctx: &ParseContext) -> Result<Event, ParseError> {
     let text = line.trim_end_matches(['\r', '\n']);
     let mut ev = Event {
@@ -155,11 +140,9 @@ pub(crate) fn parse_error_log(line: &str, ctx: &ParseContext) -> Result<Event, P
     fn header<'a>(input: &'a str, ctx: &ParseContext, ev: &mut Event) -> Result<(), nom::Err<PErr<'a>>> {
         let start = input;
         let (input, (date, time)) =
-            context("an nginx error log date such as 2016/10/25 14:49:34", error_date).parse(input)?;
+            context("an nginx error log date such as 2016/10/25 14:49:34", common::ymd_hms('/')).parse(input)?;
         let dt = common::civil(start, date, time, 0)?;
-        let zoned = dt
-            .to_zoned_datetime(ctx.time_zone.clone())
-            .map_err(|_| nom::Err::Error(PErr::new(start, "a time in range")))?;
+        let (timestamp, offset) = common::in_zone(start, dt, &ctx.time_zone)?;
         let (input, (_, _, level, _, _, _, _, _, _, _, _)) = (
             char(' '),
             char('['),
@@ -175,8 +158,8 @@ pub(crate) fn parse_error_log(line: &str, ctx: &ParseContext) -> Result<Event, P
         )
             .parse(input)?;
         let (_, message) = all_consuming(rest).parse(input)?;
-        ev.timestamp = zoned.timestamp();
-        ev.utc_offset_seconds = Some(zoned.offset().seconds());
+        ev.timestamp = timestamp;
+        ev.utc_offset_seconds = Some(offset);
         ev.log_level = Some(level.to_owned());
         ev.message = Some(message.to_owned());
         Ok(())

@@ -65,20 +65,11 @@ fn local_time<'a>(
     tz: Option<&'a str>,
     ctx: &ParseContext,
 ) -> Result<(jiff::Timestamp, i32), nom::Err<common::PErr<'a>>> {
-    let (rest, (y, _, mo, _, d, _, hms)) = (
-        common::digits_n(4, "a year (yyyy)"),
-        char('-'),
-        common::digits_n(2, "a month (mm)"),
-        char('-'),
-        common::digits_n(2, "a day (dd)"),
-        char(' '),
-        common::hms,
-    )
-        .parse(time)?;
+    let (rest, (ymd, hms)) = common::ymd_hms('-')(time)?;
     if !rest.is_empty() {
         return Err(nom::Err::Error(common::PErr::new(rest, "the end of the time")));
     }
-    let dt = common::civil(at, (y as i16, mo as i8, d as i8), hms, 0)?;
+    let dt = common::civil(at, ymd, hms, 0)?;
     match tz {
         Some(tz) => {
             let (r, off) = common::numeric_offset(tz)?;
@@ -87,12 +78,7 @@ fn local_time<'a>(
             }
             Ok((common::at_offset(at, dt, off)?, off))
         }
-        None => {
-            let z = dt
-                .to_zoned_datetime(ctx.time_zone.clone())
-                .map_err(|_| nom::Err::Error(common::PErr::new(at, "a time in range")))?;
-            Ok((z.timestamp(), z.offset().seconds()))
-        }
+        None => common::in_zone(at, dt, &ctx.time_zone),
     }
 }
 

@@ -17,7 +17,7 @@ use nom::combinator::{all_consuming, opt, rest};
 use nom::error::context;
 
 use crate::parse::ParseContext;
-use crate::parse::common::{self, Hms, PErr, ParseError, Res, fail, ip, split_host_port};
+use crate::parse::common::{self, Hms, ParseError, Res, fail, ip, split_host_port};
 use crate::{Category, Event};
 
 const DATASET: &str = "apache.error";
@@ -69,11 +69,9 @@ pub(crate) fn parse(line: &str, ctx: &ParseContext) -> Result<Event, ParseError>
         let (mut input, ((month, day), time, nanos, year)) =
             context("an Apache error log date such as [Wed Oct 11 14:32:52 2000]", date).parse(input)?;
         let dt = common::civil(start, (year, month, day), time, nanos)?;
-        let zoned = dt
-            .to_zoned_datetime(ctx.time_zone.clone())
-            .map_err(|_| nom::Err::Error(PErr::new(start, "a time in range")))?;
-        ev.timestamp = zoned.timestamp();
-        ev.utc_offset_seconds = Some(zoned.offset().seconds());
+        let (timestamp, offset) = common::in_zone(start, dt, &ctx.time_zone)?;
+        ev.timestamp = timestamp;
+        ev.utc_offset_seconds = Some(offset);
         let mut saw_level = false;
         while let Ok((rest, inner)) = group(input) {
             if let Some(client) = inner.strip_prefix("client ") {
