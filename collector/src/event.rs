@@ -130,9 +130,27 @@ pub struct Event {
     #[serde(rename = "message", skip_serializing_if = "Option::is_none", default)]
     pub message: Option<String>,
 
+    /// Country of the source address, ISO 3166-1 alpha-2 (GeoIP enrichment).
+    #[serde(rename = "source.geo.country_iso_code", skip_serializing_if = "Option::is_none", default)]
+    pub source_country: Option<String>,
+    /// City of the source address (GeoIP enrichment).
+    #[serde(rename = "source.geo.city_name", skip_serializing_if = "Option::is_none", default)]
+    pub source_city: Option<String>,
+    /// Autonomous system of the source address (ASN enrichment).
+    #[serde(rename = "source.as.number", skip_serializing_if = "Option::is_none", default)]
+    pub source_as_number: Option<u32>,
+    #[serde(rename = "source.as.organization.name", skip_serializing_if = "Option::is_none", default)]
+    pub source_as_organization: Option<String>,
+    /// The kind of ENT user, when the log says it: `eleve`, `parent`, `enseignant`, `personnel`.
+    #[serde(rename = "user.roles", skip_serializing_if = "Option::is_none", default)]
+    pub user_role: Option<String>,
+
     /// The UAI code of the school the client belongs to (enrichment).
     #[serde(rename = "organization.id", skip_serializing_if = "Option::is_none", default)]
     pub school_uai: Option<String>,
+    /// The school's name (enrichment).
+    #[serde(rename = "organization.name", skip_serializing_if = "Option::is_none", default)]
+    pub school_name: Option<String>,
 
     /// The raw line as read, for evidence and re-parsing.
     #[serde(rename = "event.original")]
