@@ -8,6 +8,7 @@ mod demo_rules {
     //! The default rule files, embedded at build time by build.rs.
     include!(concat!(env!("OUT_DIR"), "/demo_rules.rs"));
 }
+mod parse;
 mod pipeline;
 
 use std::path::PathBuf;
@@ -66,6 +67,29 @@ enum Command {
         #[arg(long, default_value_t = 200, value_name = "N")]
         rate: u32,
     },
+    /// Parse log files (or standard input) and print one ECS JSON object per line.
+    #[command(
+        after_help = "Lines that cannot be parsed give {\"error\": {\"message\", \"line\", \"file\"}}; the exit status\n\
+                            is 0 even then, and non-zero only on I/O errors. A summary goes to standard error.\n\n\
+                            Examples:\n  vigie parse --format apache_combined /var/log/apache2/access.log\n  \
+                            zcat access.log.2.gz | vigie parse --format auto\n  \
+                            vigie parse --format apache --log-format '%h %l %u %t \"%r\" %>s %b' access.log"
+    )]
+    Parse {
+        /// The parser: auto, apache_common, apache_combined, apache_vhost_combined, apache (with
+        /// --log-format), apache_error, nginx_combined, nginx (with --log-format), nginx_error,
+        /// netfilter, filterlog, stormshield.
+        #[arg(long, short, value_name = "FORMAT")]
+        format: String,
+        /// The server's LogFormat / log_format string, for --format apache or nginx.
+        #[arg(long, value_name = "STRING")]
+        log_format: Option<String>,
+        /// Zone of timestamps written without an offset (syslog, error logs).
+        #[arg(long, default_value = "Europe/Paris", value_name = "ZONE")]
+        time_zone: String,
+        /// Files to read; standard input when none.
+        files: Vec<PathBuf>,
+    },
     /// Inspect the legal connection archive.
     #[command(subcommand)]
     Archive(ArchiveCommand),
@@ -115,6 +139,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Parse { format, log_format, time_zone, files } => {
+            let stdout = std::io::stdout();
+            report(parse::run(&format, log_format.as_deref(), &time_zone, &files, stdout.lock()).map(drop))
+        }
         Command::Archive(ArchiveCommand::Stats { data }) => report((|| {
             let archive = retention::Archive::open(&data.join("archive"))
                 .with_context(|| format!("opening the archive in {}", data.display()))?;

@@ -156,3 +156,72 @@ pub struct Event {
     #[serde(rename = "event.original")]
     pub original: String,
 }
+
+impl Event {
+    /// The event as nested ECS JSON (`{"source": {"ip": …}}`), the shape of Elastic's
+    /// documents and expected-output files; `url.original` is rebuilt from path and query.
+    pub fn to_ecs_json(&self) -> serde_json::Value {
+        let flat = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => unreachable!("an Event always serialises to a JSON object"),
+        };
+        let mut root = serde_json::Map::new();
+        for (key, value) in flat {
+            insert_dotted(&mut root, &key, value);
+        }
+        if let Some(path) = &self.url_path {
+            let original = match &self.url_query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            insert_dotted(&mut root, "url.original", serde_json::Value::String(original));
+        }
+        serde_json::Value::Object(root)
+    }
+}
+
+fn insert_dotted(root: &mut serde_json::Map<String, serde_json::Value>, key: &str, value: serde_json::Value) {
+    match key.split_once('.') {
+        // `@timestamp` and other undotted keys stay at the top.
+        None => {
+            root.insert(key.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let child =
+                root.entry(head.to_owned()).or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let serde_json::Value::Object(map) = child {
+                insert_dotted(map, rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecs_json_is_nested() {
+        let event = Event {
+            id: EventId::at("web", 7),
+            timestamp: "2025-04-07T12:30:00Z".parse().unwrap(),
+            dataset: "apache.access".into(),
+            source_ip: Some("192.0.2.1".parse().unwrap()),
+            source_port: Some(51000),
+            http_status: Some(404),
+            url_path: Some("/ent/blog/".into()),
+            url_query: Some("p=2".into()),
+            original: "line".into(),
+            ..Event::default()
+        };
+        let json = event.to_ecs_json();
+        assert_eq!(json["source"]["ip"], "192.0.2.1");
+        assert_eq!(json["source"]["port"], 51000);
+        assert_eq!(json["http"]["response"]["status_code"], 404);
+        assert_eq!(json["url"]["original"], "/ent/blog/?p=2");
+        assert_eq!(json["url"]["path"], "/ent/blog/");
+        assert_eq!(json["@timestamp"], "2025-04-07T12:30:00Z");
+        assert_eq!(json["event"]["dataset"], "apache.access");
+        assert!(json.get("destination").is_none(), "absent fields are left out");
+    }
+}

@@ -4,4 +4,5 @@
 mod check_config;
 mod crash;
 mod demo;
+mod parse;
 mod support;

@@ -10,6 +10,13 @@ pub(crate) fn vigie() -> Command {
     cmd
 }
 
+/// The shared fixtures (`../shared/data`, or `VIGIE_SHARED_DATA`).
+pub(crate) fn shared_data() -> std::path::PathBuf {
+    std::env::var_os("VIGIE_SHARED_DATA")
+        .map(Into::into)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+}
+
 /// A port nothing listens on right now.
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
