@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Parsing throughput: `vigie parse` against GoAccess and ripgrep, same run, same input.
+#
+#   bench/parse.sh [LINES]      (default 1,000,000 lines per format)
+#
+# Builds vigie in release, makes LINES-line files by repeating real lines (Apache combined
+# from shared/data/real; netfilter and pfSense filterlog from the Elastic fixtures), then
+# times each tool on the same file and prints lines/s, max RSS and the ratios. Absolute
+# numbers on a shared machine are noise; the ratios are what to read.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LINES="${1:-1000000}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vigie-target}"
+SHARED="${VIGIE_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
+ELASTIC="$SHARED/peer/elastic-integrations"
+
+missing=()
+command -v goaccess >/dev/null || missing+=(goaccess)
+command -v rg >/dev/null || missing+=(ripgrep)
+[ -x /usr/bin/time ] || missing+=(time)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cargo build --release -q --bin vigie
+VIGIE="$CARGO_TARGET_DIR/release/vigie"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# repeat FILE N > OUT: the file's non-empty lines, repeated to N lines.
+repeat() {
+    grep -v '^\s*$' "$1" > "$tmp/seed"
+    local n; n=$(wc -l < "$tmp/seed")
+    local times=$(( ($2 + n - 1) / n ))
+    for _ in $(seq "$times"); do cat "$tmp/seed"; done | head -n "$2" > "$3"
+}
+repeat "$SHARED/real/apache_combined_semicomplete_2015.log" "$LINES" "$tmp/apache.log"
+repeat "$ELASTIC/iptables/data_stream/log/_dev/test/pipeline/test-iptables-raw.log" "$LINES" "$tmp/netfilter.log"
+repeat "$ELASTIC/pfsense/data_stream/log/_dev/test/pipeline/test-pfsense-bsd.log" "$LINES" "$tmp/filterlog.log"
+
+# run NAME CMD...: prints "seconds max_rss_kib" for one run of CMD (output discarded).
+run() {
+    /usr/bin/time -f "%e %M" -o "$tmp/time" "$@" > /dev/null 2> "$tmp/stderr" || {
+        echo "failed: $*" >&2; cat "$tmp/stderr" >&2; exit 1; }
+    cat "$tmp/time"
+}
+
+rate() { awk -v l="$LINES" -v s="$1" 'BEGIN { printf "%.0f", (s > 0 ? l / s : 0) }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
+printf '%-28s %10s %14s %12s\n' "run ($LINES lines)" "seconds" "lines/s" "max RSS KiB"
+line() { printf '%-28s %10s %14s %12s\n' "$1" "$2" "$(rate "$2")" "$3"; }
+
+read -r v_s v_m <<< "$(run "$VIGIE" parse --format apache_combined "$tmp/apache.log")"; line "vigie parse apache" "$v_s" "$v_m"
+read -r g_s g_m <<< "$(run goaccess "$tmp/apache.log" --log-format=COMBINED --no-global-config -o "$tmp/report.json")"; line "goaccess COMBINED" "$g_s" "$g_m"
+read -r r_s r_m <<< "$(run rg -c '' "$tmp/apache.log")"; line "rg -c ''" "$r_s" "$r_m"
+read -r n_s n_m <<< "$(run "$VIGIE" parse --format netfilter "$tmp/netfilter.log")"; line "vigie parse netfilter" "$n_s" "$n_m"
+read -r f_s f_m <<< "$(run "$VIGIE" parse --format filterlog "$tmp/filterlog.log")"; line "vigie parse filterlog" "$f_s" "$f_m"
+
+echo
+echo "vigie/goaccess (apache, higher is better): $(ratio "$g_s" "$v_s")x"
+echo "vigie/ripgrep line count (apache):          $(ratio "$r_s" "$v_s")x"
+echo "vigie netfilter / ripgrep:                  $(ratio "$r_s" "$n_s")x"
+echo "vigie filterlog / ripgrep:                  $(ratio "$r_s" "$f_s")x"
