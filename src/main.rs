@@ -10,6 +10,7 @@ mod demo_rules {
 }
 mod parse;
 mod pipeline;
+mod reload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -41,6 +41,7 @@ pub(crate) async fn run(
     let metrics = PipelineMetrics::register(&mut registry);
     let archive_metrics = retention::ArchiveMetrics::register(&mut registry);
     let alerting_metrics = alerting::AlertingMetrics::register(&mut registry);
+    let reload_metrics = crate::reload::ReloadMetrics::register(&mut registry);
     let health = Health::default();
 
     // Stores first: a refusal (locked, newer format, unwritable) stops us before any task runs.
@@ -154,7 +155,13 @@ pub(crate) async fn run(
     }
     {
         let m = metrics.clone();
-        spawn("analyzer".into(), Box::pin(analyze(rules, analyze_rx, detect_tx, m)));
+        let (publish, watched) = tokio::sync::watch::channel(rules);
+        spawn("analyzer".into(), Box::pin(analyze(watched, analyze_rx, detect_tx, m)));
+        let (dir, stop) = (config.rules_dir.clone(), fatal.clone());
+        spawn(
+            "rule-watch".into(),
+            Box::pin(crate::reload::watch_rules(dir, Duration::from_secs(2), publish, reload_metrics, stop)),
+        );
     }
     {
         // The archive and the alert store end when their input closes, not on shutdown: they
@@ -232,13 +239,17 @@ async fn fan_out(
 
 /// Runs the rules over every event; detections travel on with the batch's token.
 async fn analyze(
-    rules: Arc<analyzer::RuleSet>,
+    mut rules: tokio::sync::watch::Receiver<Arc<analyzer::RuleSet>>,
     mut input: mpsc::Receiver<Batch<Event>>,
     output: mpsc::Sender<Batch<analyzer::Detection>>,
     metrics: PipelineMetrics,
 ) -> anyhow::Result<()> {
-    let mut engine = analyzer::Engine::new(rules);
+    let mut engine = analyzer::Engine::new(rules.borrow_and_update().clone());
     while let Some(batch) = input.recv().await {
+        if rules.has_changed().unwrap_or(false) {
+            // Windows of rules whose id did not change are kept.
+            engine.replace_rules(rules.borrow_and_update().clone());
+        }
         metrics.stage_in("analyzer", batch.items.len());
         let detections: Vec<_> = batch.items.iter().flat_map(|e| engine.observe(e)).collect();
         metrics.stage_out("analyzer", detections.len());
