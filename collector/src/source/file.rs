@@ -1,17 +1,78 @@
 //! Reading one log file from a checkpointed byte offset, following it as it grows.
 //!
-//! The checkpoint's identity is the file's device and inode, so a restart after logrotate
-//! (rename + create) notices that the path now names a new file and starts it from the top;
-//! a file shorter than the checkpoint (copytruncate) is read again from the start.
+//! A checkpoint names the file by its device and inode plus a hash of its first bytes (up to
+//! 256, as far as they were read). That tells apart what logrotate does:
+//! - rename + create: the path names a new file. While running, the old file is still open
+//!   and is read to its end first. After a restart, the old file is looked for beside the
+//!   path (`access.log.1`, ...) by its identity and finished before the new one is started.
+//! - copytruncate, or truncation: same inode, but shorter than the checkpoint or with other
+//!   first bytes: the file is read again from the start. (Lines written between logrotate's
+//!   copy and its truncation, and not yet read, exist only in the copy: that is the known
+//!   limit of copytruncate for every log shipper.)
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 use super::{Checkpoint, Source, SourceError};
 use crate::pipe::RawRecord;
+
+/// How many leading bytes identify a file's content.
+const PREFIX: u64 = 256;
+
+/// What a checkpoint says about the file it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    /// How many leading bytes `hash` covers (grows to [`PREFIX`] as the file is read).
+    prefix_len: u64,
+    hash: String,
+}
+
+impl Identity {
+    fn encode(&self) -> String {
+        format!("file-v1:{}:{}:{}:{}", self.dev, self.ino, self.prefix_len, self.hash)
+    }
+
+    fn decode(text: &str) -> Option<Identity> {
+        let mut parts = text.strip_prefix("file-v1:")?.split(':');
+        let identity = Identity {
+            dev: parts.next()?.parse().ok()?,
+            ino: parts.next()?.parse().ok()?,
+            prefix_len: parts.next()?.parse().ok()?,
+            hash: parts.next()?.to_owned(),
+        };
+        parts.next().is_none().then_some(identity)
+    }
+
+    /// The identity of `file` with its first `prefix_len` bytes hashed.
+    fn of(file: &File, prefix_len: u64) -> std::io::Result<Identity> {
+        let meta = file.metadata()?;
+        let prefix_len = prefix_len.min(PREFIX).min(meta.len());
+        Ok(Identity { dev: meta.dev(), ino: meta.ino(), prefix_len, hash: prefix_hash(file, prefix_len)? })
+    }
+
+    /// Is `file` the file this identity was taken from?
+    fn matches(&self, file: &File) -> std::io::Result<bool> {
+        let meta = file.metadata()?;
+        if meta.dev() != self.dev || meta.ino() != self.ino || meta.len() < self.prefix_len {
+            return Ok(false);
+        }
+        Ok(prefix_hash(file, self.prefix_len)? == self.hash)
+    }
+}
+
+fn prefix_hash(file: &File, len: u64) -> std::io::Result<String> {
+    let mut buf = vec![0; len as usize];
+    file.read_exact_at(&mut buf, 0)?;
+    let digest = Sha256::digest(&buf);
+    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
 
 /// A log file followed from a byte offset.
 #[derive(Debug)]
@@ -23,8 +84,10 @@ pub struct FileSource {
     /// Start at the end of the file when there is no checkpoint yet (skip history).
     start_at_end: bool,
     reader: Option<BufReader<File>>,
-    identity: String,
+    identity: Identity,
     position: u64,
+    /// Before the first open: only then may `start_at_end` skip what the file holds.
+    fresh: bool,
 }
 
 impl FileSource {
@@ -35,8 +98,9 @@ impl FileSource {
             one_shot: false,
             start_at_end: false,
             reader: None,
-            identity: String::new(),
+            identity: Identity::default(),
             position: 0,
+            fresh: true,
         }
     }
 
@@ -56,47 +120,89 @@ impl FileSource {
         SourceError::Io { source_id: self.id.to_string(), path: self.path.display().to_string(), error }
     }
 
-    fn open(&mut self, checkpoint: Option<&Checkpoint>) -> Result<bool, SourceError> {
+    /// Opens the file to read next, given where we stood (`None`: first start).
+    fn open(&mut self, previous: Option<(&Identity, u64)>) -> Result<bool, SourceError> {
+        if let Some((identity, position)) = previous {
+            // The file we were reading, moved aside by a rotation while we were stopped?
+            if let Some(rotated) = self.find_rotated(identity).map_err(|e| self.io_err(e))? {
+                tracing::info!(source = %self.id, file = %rotated.1.display(), "finishing the rotated file first");
+                return self.start(rotated.0, identity.clone(), position);
+            }
+        }
         let file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.one_shot => return Ok(false),
             Err(e) => return Err(self.io_err(e)),
         };
-        let meta = file.metadata().map_err(|e| self.io_err(e))?;
-        let identity = identity_of(&meta);
-        let mut position = match checkpoint {
-            Some(cp) if cp.identity == identity && cp.position <= meta.len() => cp.position,
-            Some(cp) if cp.identity == identity => {
-                tracing::warn!(source = %self.id, path = %self.path.display(), checkpoint = cp.position,
-                    size = meta.len(), "file is shorter than its checkpoint (truncated); reading it again from the start");
-                0
+        let len = file.metadata().map_err(|e| self.io_err(e))?.len();
+        let position = match previous {
+            Some((identity, position)) => {
+                if identity.matches(&file).map_err(|e| self.io_err(e))? && position <= len {
+                    position
+                } else {
+                    tracing::info!(source = %self.id, path = %self.path.display(),
+                        "the file is not the one of the checkpoint (rotated, truncated or rewritten); reading it from the start");
+                    0
+                }
             }
-            Some(_) => {
-                tracing::info!(source = %self.id, path = %self.path.display(), "file was replaced (rotated); reading the new file from the start");
-                0
-            }
-            None if self.start_at_end => meta.len(),
+            None if self.start_at_end && self.fresh => len,
             None => 0,
         };
+        let identity = Identity::of(&file, position).map_err(|e| self.io_err(e))?;
+        self.start(file, identity, position)
+    }
+
+    fn start(&mut self, file: File, identity: Identity, position: u64) -> Result<bool, SourceError> {
         let mut reader = BufReader::with_capacity(256 * 1024, file);
-        position = reader.seek(SeekFrom::Start(position)).map_err(|e| self.io_err(e))?;
+        self.position = reader.seek(SeekFrom::Start(position)).map_err(|e| self.io_err(e))?;
         self.reader = Some(reader);
         self.identity = identity;
-        self.position = position;
         Ok(true)
     }
 
-    /// True when the path now names another file, or the file shrank below our position.
-    fn replaced_or_truncated(&self) -> bool {
-        match std::fs::metadata(&self.path) {
-            Ok(meta) => identity_of(&meta) != self.identity || meta.len() < self.position,
-            Err(_) => false,
+    /// A file beside ours (`access.log.1`, `access.log-20250407`) that is the one `identity`
+    /// names — but not the path itself.
+    fn find_rotated(&self, identity: &Identity) -> std::io::Result<Option<(File, PathBuf)>> {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else { return Ok(None) };
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let name = name.to_string_lossy();
+        let Ok(entries) = std::fs::read_dir(dir) else { return Ok(None) };
+        for entry in entries.flatten() {
+            let candidate = entry.file_name();
+            let candidate = candidate.to_string_lossy();
+            if candidate == name || !candidate.starts_with(&*name) {
+                continue;
+            }
+            let path = entry.path();
+            if let Ok(file) = File::open(&path)
+                && identity.matches(&file)?
+            {
+                return Ok(Some((file, path)));
+            }
         }
+        Ok(None)
     }
-}
 
-fn identity_of(meta: &std::fs::Metadata) -> String {
-    format!("dev{}:ino{}", meta.dev(), meta.ino())
+    /// True when the path now names another file, or ours shrank or was rewritten.
+    fn replaced_or_truncated(&self) -> bool {
+        let Ok(file) = File::open(&self.path) else { return false };
+        let Ok(meta) = file.metadata() else { return false };
+        if meta.dev() != self.identity.dev || meta.ino() != self.identity.ino {
+            return true;
+        }
+        meta.len() < self.position || !self.identity.matches(&file).unwrap_or(true)
+    }
+
+    /// Extends the identity's hashed prefix as the file is read, up to [`PREFIX`] bytes.
+    fn grow_identity(&mut self) -> std::io::Result<()> {
+        if self.identity.prefix_len < PREFIX
+            && self.position > self.identity.prefix_len
+            && let Some(reader) = &self.reader
+        {
+            self.identity = Identity::of(reader.get_ref(), self.position)?;
+        }
+        Ok(())
+    }
 }
 
 impl Source for FileSource {
@@ -105,12 +211,20 @@ impl Source for FileSource {
     }
 
     fn resume(&mut self, checkpoint: Option<&Checkpoint>) -> Result<(), SourceError> {
-        self.open(checkpoint)?;
+        let previous = checkpoint.and_then(|cp| {
+            let identity = Identity::decode(&cp.identity);
+            if identity.is_none() {
+                tracing::warn!(source = %self.id, "checkpoint from another kind of source; reading the file from the start");
+            }
+            identity.map(|i| (i, cp.position))
+        });
+        self.open(previous.as_ref().map(|(i, p)| (i, *p)))?;
+        self.fresh = false;
         if self.reader.is_none() {
             // Not there yet: keep the checkpoint so that a file appearing later is matched.
-            if let Some(cp) = checkpoint {
-                self.identity = cp.identity.clone();
-                self.position = cp.position;
+            if let Some((identity, position)) = previous {
+                self.identity = identity;
+                self.position = position;
             }
         }
         Ok(())
@@ -118,12 +232,24 @@ impl Source for FileSource {
 
     async fn read(&mut self, max: usize) -> Result<Option<Vec<RawRecord>>, SourceError> {
         if self.reader.is_none() {
-            let previous = Checkpoint { position: self.position, identity: self.identity.clone() };
-            if !self.open(Some(&previous))? {
+            let previous = (self.identity.clone(), self.position);
+            let previous = (previous.0 != Identity::default()).then_some(previous);
+            if !self.open(previous.as_ref().map(|(i, p)| (i, *p)))? {
                 return Ok(Some(Vec::new()));
             }
         }
         let mut reader = self.reader.take().expect("opened above");
+        // Same inode but shorter than our position, or other first bytes: truncated (and
+        // perhaps refilled) under us. Checked on the open file at every read, because a file
+        // refilled past our position would otherwise be read from the middle.
+        let file = reader.get_ref();
+        let rewritten = file.metadata().map(|m| m.len() < self.position).unwrap_or(false)
+            || !self.identity.matches(file).unwrap_or(true);
+        if rewritten {
+            tracing::warn!(source = %self.id, path = %self.path.display(), "file truncated or rewritten; reading it again from the start");
+            self.position = reader.seek(SeekFrom::Start(0)).map_err(|e| self.io_err(e))?;
+            self.identity = Identity::of(reader.get_ref(), 0).map_err(|e| self.io_err(e))?;
+        }
         let id = self.id.clone();
         let start = self.position;
         // Plain blocking reads on the blocking pool: local files do not benefit from async I/O.
@@ -136,14 +262,16 @@ impl Source for FileSource {
         self.reader = Some(reader);
         let (records, position) = read.map_err(|e| self.io_err(e))?;
         self.position = position;
+        self.grow_identity().map_err(|e| self.io_err(e))?;
         if records.is_empty() {
             if self.one_shot {
                 return Ok(None);
             }
             if self.replaced_or_truncated() {
-                // The old file is finished (we read to its end); continue with the new one.
+                // The old file is finished (we read to its end); continue with what the path
+                // names now, from its start.
                 self.reader = None;
-                self.identity.clear();
+                self.identity = Identity::default();
                 self.position = 0;
             }
         }
@@ -151,7 +279,7 @@ impl Source for FileSource {
     }
 
     fn checkpoint(&self) -> Checkpoint {
-        Checkpoint { position: self.position, identity: self.identity.clone() }
+        Checkpoint { position: self.position, identity: self.identity.encode() }
     }
 }
 
@@ -254,5 +382,164 @@ mod tests {
         // First the rest of the renamed file (still open), then the new one.
         assert_eq!(read_all(&mut src).await, ["old2"]);
         assert_eq!(read_all(&mut src).await, ["new1"]);
+    }
+
+    #[tokio::test]
+    async fn a_restart_after_rotation_finishes_the_rotated_file_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        std::fs::write(&path, "a1\n").unwrap();
+        let mut src = FileSource::new("a", &path);
+        src.resume(None).unwrap();
+        assert_eq!(read_all(&mut src).await, ["a1"]);
+        let cp = src.checkpoint();
+        drop(src);
+        // While Vigie is stopped: more lines, then logrotate renames and creates.
+        let mut old = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        writeln!(old, "a2").unwrap();
+        std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
+        std::fs::write(&path, "b1\n").unwrap();
+        let mut again = FileSource::new("a", &path);
+        again.resume(Some(&cp)).unwrap();
+        let mut lines = read_all(&mut again).await;
+        lines.extend(read_all(&mut again).await);
+        assert_eq!(lines, ["a2", "b1"]);
+    }
+
+    #[tokio::test]
+    async fn a_file_truncated_and_refilled_past_the_checkpoint_is_read_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        std::fs::write(&path, "first\n").unwrap();
+        let mut src = FileSource::new("a", &path);
+        src.resume(None).unwrap();
+        read_all(&mut src).await;
+        let cp = src.checkpoint();
+        // Same inode, longer than the checkpoint, other content: not the same data.
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(0).unwrap();
+        std::fs::write(&path, "second line\nthird\n").unwrap();
+        let mut again = FileSource::new("a", &path);
+        again.resume(Some(&cp)).unwrap();
+        assert_eq!(read_all(&mut again).await, ["second line", "third"]);
+        // And while running, the same is noticed at the end of the file.
+        f.set_len(0).unwrap();
+        std::fs::write(&path, "fourth is longer than the rest\n").unwrap();
+        let mut lines = read_all(&mut again).await;
+        lines.extend(read_all(&mut again).await);
+        assert_eq!(lines, ["fourth is longer than the rest"]);
+    }
+
+    /// Model-based test: random appends, reads, rotations, truncations and restarts; the
+    /// lines read must be every line written, once, in order — except lines that a truncation
+    /// destroyed before they were read.
+    mod model {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Append(u8),
+            Drain,
+            Rotate,
+            Truncate,
+            Restart,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (1u8..6).prop_map(Op::Append),
+                3 => Just(Op::Drain),
+                1 => Just(Op::Rotate),
+                1 => Just(Op::Truncate),
+                2 => Just(Op::Restart),
+            ]
+        }
+
+        async fn drain(src: &mut FileSource, out: &mut Vec<String>) {
+            // Two empty reads in a row: the second is after any switch to a rotated-in file.
+            let mut empty = 0;
+            while empty < 2 {
+                let batch = src.read(3).await.unwrap().unwrap();
+                if batch.is_empty() {
+                    empty += 1;
+                } else {
+                    empty = 0;
+                    out.extend(batch.into_iter().map(|r| r.line));
+                }
+            }
+        }
+
+        fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("app.log");
+                std::fs::write(&path, "").unwrap();
+                let mut src = FileSource::new("m", &path);
+                src.resume(None).unwrap();
+                let (mut next, mut rotations) = (0u32, 0u32);
+                let mut written: Vec<String> = Vec::new();
+                let mut in_path: Vec<String> = Vec::new();
+                let mut may_be_lost = std::collections::HashSet::new();
+                let mut out: Vec<String> = Vec::new();
+                let mut rotated_since_drain = false;
+                for op in ops {
+                    match op {
+                        Op::Append(n) => {
+                            let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+                            for _ in 0..n {
+                                let line = format!("line-{next:05}");
+                                next += 1;
+                                writeln!(f, "{line}").unwrap();
+                                written.push(line.clone());
+                                in_path.push(line);
+                            }
+                        }
+                        Op::Drain => {
+                            drain(&mut src, &mut out).await;
+                            rotated_since_drain = false;
+                        }
+                        // One rotation between two drains: a single-path follower finishes
+                        // the previous file, not the one before it.
+                        Op::Rotate if !rotated_since_drain => {
+                            rotations += 1;
+                            std::fs::rename(&path, dir.path().join(format!("app.log.{rotations}"))).unwrap();
+                            std::fs::write(&path, "").unwrap();
+                            in_path.clear();
+                            rotated_since_drain = true;
+                        }
+                        Op::Rotate => {}
+                        Op::Truncate => {
+                            may_be_lost.extend(in_path.drain(..).filter(|l| !out.contains(l)));
+                            std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+                        }
+                        Op::Restart => {
+                            let cp = src.checkpoint();
+                            src = FileSource::new("m", &path);
+                            src.resume(Some(&cp)).unwrap();
+                        }
+                    }
+                }
+                drain(&mut src, &mut out).await;
+                let mut sorted = out.clone();
+                sorted.sort();
+                sorted.dedup();
+                prop_assert_eq!(&sorted, &out, "lines read twice or out of order");
+                let missing: Vec<_> =
+                    written.iter().filter(|l| !out.contains(l) && !may_be_lost.contains(*l)).collect();
+                prop_assert!(missing.is_empty(), "lines never read: {:?}", missing);
+                Ok(())
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+            #[test]
+            fn no_line_lost_none_duplicated(ops in proptest::collection::vec(op(), 1..40)) {
+                run(ops)?;
+            }
+        }
     }
 }
