@@ -67,31 +67,32 @@ fn structured_data(input: &str) -> Res<'_, &str> {
     if let Some(rest) = input.strip_prefix('-') {
         return Ok((rest, ""));
     }
-    let bytes = input.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() && bytes[i] == b'[' {
+    // Walk by characters: an escape skips the whole next character, never into the middle
+    // of a UTF-8 sequence or past the end.
+    let mut chars = input.char_indices().peekable();
+    let mut end = 0;
+    while let Some(&(start, '[')) = chars.peek() {
+        chars.next();
         let mut in_quotes = false;
-        i += 1;
         loop {
-            match bytes.get(i) {
-                None => return fail(&input[i..], "the end of a structured-data element (])"),
-                Some(b'\\') => i += 2,
-                Some(b'"') => {
-                    in_quotes = !in_quotes;
-                    i += 1;
+            match chars.next() {
+                None => return fail(&input[start..], "the end of a structured-data element (])"),
+                Some((_, '\\')) => {
+                    chars.next();
                 }
-                Some(b']') if !in_quotes => {
-                    i += 1;
+                Some((_, '"')) => in_quotes = !in_quotes,
+                Some((at, ']')) if !in_quotes => {
+                    end = at + 1;
                     break;
                 }
-                Some(_) => i += 1,
+                Some(_) => {}
             }
         }
     }
-    if i == 0 {
+    if end == 0 {
         return fail(input, "structured data ([...] or -)");
     }
-    Ok((&input[i.min(input.len())..], &input[..i.min(input.len())]))
+    Ok((&input[end..], &input[..end]))
 }
 
 fn rfc5424(input: &str) -> Res<'_, Envelope<'_>> {
@@ -176,6 +177,14 @@ mod tests {
 
     fn ctx() -> ParseContext {
         crate::parse::test_context("Europe/Paris")
+    }
+
+    #[test]
+    fn structured_data_ending_in_a_backslash_is_an_error_not_a_panic() {
+        // Found by the filterlog fuzz target: an escape at the very end of the line.
+        assert!(structured_data("[meta x=\\").is_err());
+        assert!(structured_data("[meta x=\\é").is_err());
+        assert_eq!(structured_data("[a x=\"\\]\"][b] msg"), Ok((" msg", "[a x=\"\\]\"][b]")));
     }
 
     #[test]
