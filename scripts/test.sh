@@ -24,3 +24,5 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
+echo "==> fuzz the parsers (short runs)"
+./fuzz/run.sh "${VIGIE_FUZZ_SECONDS:-5}"

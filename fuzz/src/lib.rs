@@ -1,0 +1,35 @@
+//! What every fuzz target checks: a parser never panics on any input, a line it accepts
+//! turns into ECS JSON, and a parse error points inside the line.
+
+use collector::parse::{Format, ParseContext, Parser};
+
+fn context() -> ParseContext {
+    ParseContext { now: jiff::Timestamp::from_second(1_744_000_000).unwrap(), time_zone: jiff::tz::TimeZone::UTC }
+}
+
+/// Parses `data` (as one line, lossily decoded) with the parser `format`.
+pub fn check(format: &str, data: &[u8]) {
+    let parser = Parser::new(&Format::from_config(format, None).expect("a known format")).expect("compiles");
+    check_with(&parser, data);
+}
+
+/// The first line of `data` is an Apache `LogFormat`, the rest a log line in it: fuzzes the
+/// format compiler and the parser it builds.
+pub fn check_logformat(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Some((format, line)) = text.split_once('\n') else { return };
+    if let Ok(parser) = Parser::new(&Format::ApacheCustom(format.to_owned())) {
+        check_with(&parser, line.as_bytes());
+    }
+}
+
+fn check_with(parser: &Parser, data: &[u8]) {
+    let line = String::from_utf8_lossy(data);
+    match parser.parse(&line, &context()) {
+        Ok(event) => {
+            let json = event.to_ecs_json();
+            assert!(json.is_object());
+        }
+        Err(e) => assert!(e.column() <= line.len() + 1, "error column {} outside a {}-byte line", e.column(), line.len()),
+    }
+}
