@@ -6,15 +6,19 @@
 //! [`Detection`]s. The analyzer does no network I/O and reads nothing but rule files; its
 //! clock is the events' own `@timestamp`.
 
+mod blocklist;
 mod detection;
 mod engine;
 mod error;
 mod field;
+mod replay;
 mod rule_test;
 mod rules;
 
+pub use blocklist::{BlockEntry, BlockList, BlockListError, BlockOutcome, BlockPolicy, parse_allow_list};
 pub use detection::{CctpClass, Deadline, Detection, Severity};
 pub use engine::{DEFAULT_MAX_KEYS, Engine, EngineStats};
 pub use error::{RuleError, RuleProblem};
+pub use replay::{ReplaySummary, analyze_reader, detection_json, parse_lines};
 pub use rule_test::{TestFailure, TestReport, run_rule_tests};
 pub use rules::{RuleMatch, RuleSet};
