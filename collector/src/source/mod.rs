@@ -7,6 +7,7 @@
 mod checkpoint;
 pub mod demo;
 mod file;
+mod syslog;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use checkpoint::{Checkpoint, CheckpointStore};
 pub use file::FileSource;
+pub use syslog::{SyslogConfig, SyslogSource, SyslogStats, TlsFiles};
 
 use crate::pipe::{AckStatus, AckToken, AckWaiter, Batch, RawRecord};
 use crate::telemetry::PipelineMetrics;
