@@ -40,6 +40,15 @@ pub(crate) fn config(
         .map_err(|e| anyhow::anyhow!("the embedded demo configuration is invalid:\n{e}"))
 }
 
+/// Writes the built-in rule files (and their tests) into `dir`.
+pub(crate) fn write_default_rules(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, text) in RULES {
+        std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {}", dir.join(name).display()))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn banner(addr: &std::net::SocketAddr, data: &Path) {
     println!();
     println!("  Vigie demo is running on generated traffic of the city's 188 schools.");

@@ -1,6 +1,7 @@
 //! `vigie`: one binary that collects, analyzes, alerts, archives and shows. This file only
 //! parses the command line and wires the crates; the work is done in the libraries.
 
+mod analyze;
 mod config;
 mod datadir;
 mod demo;
@@ -91,6 +92,32 @@ enum Command {
         /// Files to read; standard input when none.
         files: Vec<PathBuf>,
     },
+    /// Replay log files through the detection rules offline and print one JSON object per
+    /// detection; or, with --test, run the tests beside rule files.
+    #[command(after_help = "Each detection: rule, title, severity, source.ip and/or user.name, key, @timestamp,\n\
+                            line (1-based, in its file) and evidence. A summary goes to standard error.\n\n\
+                            Examples:\n  vigie analyze --format apache_combined /var/log/apache2/access.log\n  \
+                            vigie analyze --rules /etc/vigie/rules --format auto fw.log web.log\n  \
+                            vigie analyze --test /etc/vigie/rules")]
+    Analyze {
+        /// Rule directory; the built-in rules when absent.
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+        /// Run the rule tests (*.test.yml) of this directory instead of analysing logs.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["rules", "files"])]
+        test: Option<PathBuf>,
+        /// The parser (as for `vigie parse`).
+        #[arg(long, short, default_value = "auto", value_name = "FORMAT")]
+        format: String,
+        /// The server's LogFormat / log_format string, for --format apache or nginx.
+        #[arg(long, value_name = "STRING")]
+        log_format: Option<String>,
+        /// Zone of timestamps written without an offset.
+        #[arg(long, default_value = "Europe/Paris", value_name = "ZONE")]
+        time_zone: String,
+        /// Files to read; standard input when none.
+        files: Vec<PathBuf>,
+    },
     /// Inspect the legal connection archive.
     #[command(subcommand)]
     Archive(ArchiveCommand),
@@ -143,6 +170,18 @@ fn main() -> ExitCode {
         Command::Parse { format, log_format, time_zone, files } => {
             let stdout = std::io::stdout();
             report(parse::run(&format, log_format.as_deref(), &time_zone, &files, stdout.lock()).map(drop))
+        }
+        Command::Analyze { test: Some(dir), .. } => match analyze::test(&dir) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => report(Err(e)),
+        },
+        Command::Analyze { rules, test: None, format, log_format, time_zone, files } => {
+            let stdout = std::io::stdout();
+            report(
+                analyze::run(rules.as_deref(), &format, log_format.as_deref(), &time_zone, &files, stdout.lock())
+                    .map(drop),
+            )
         }
         Command::Archive(ArchiveCommand::Stats { data }) => report((|| {
             let archive = retention::Archive::open(&data.join("archive"))

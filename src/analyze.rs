@@ -1,0 +1,95 @@
+//! `vigie analyze`: replay log files through the rules offline (like `fail2ban-regex`), and
+//! `vigie analyze --test DIR`: run the tests that sit beside rule files.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use collector::parse::{Format, ParseContext, Parser};
+
+/// Loads the rules of `dir`, or the default rules built into the binary.
+pub(crate) fn load_rules(dir: Option<&Path>) -> anyhow::Result<analyzer::RuleSet> {
+    match dir {
+        Some(dir) => {
+            analyzer::RuleSet::load_dir(dir).with_context(|| format!("loading the rules in {}", dir.display()))
+        }
+        None => {
+            let tmp = std::env::temp_dir().join(format!("vigie-rules-{}", std::process::id()));
+            let result = (|| {
+                crate::demo::write_default_rules(&tmp)?;
+                analyzer::RuleSet::load_dir(&tmp).context("loading the built-in rules")
+            })();
+            let _ = std::fs::remove_dir_all(&tmp);
+            result
+        }
+    }
+}
+
+/// Replays `files` (standard input when empty); one JSON object per detection on `out`.
+pub(crate) fn run(
+    rules: Option<&Path>,
+    format: &str,
+    log_format: Option<&str>,
+    time_zone: &str,
+    files: &[PathBuf],
+    out: impl Write,
+) -> anyhow::Result<analyzer::ReplaySummary> {
+    let format = Format::from_config(format, log_format)
+        .with_context(|| format!("--format {format}: valid formats are {}", Format::names().join(", ")))?;
+    let parser = Parser::new(&format).context("compiling the log format")?;
+    let time_zone = jiff::tz::TimeZone::get(time_zone)
+        .with_context(|| format!("--time-zone {time_zone}: use an IANA name such as Europe/Paris"))?;
+    let ctx = ParseContext { now: jiff::Timestamp::now(), time_zone };
+    let rules = Arc::new(load_rules(rules)?);
+    let mut engine = analyzer::Engine::new(rules);
+    let mut out = BufWriter::new(out);
+    let mut total = analyzer::ReplaySummary::default();
+    let mut write_error = None;
+    let mut emit = |d: &analyzer::Detection, line: u64| {
+        if write_error.is_none()
+            && let Err(e) = serde_json::to_writer(&mut out, &analyzer::detection_json(d, line))
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+        {
+            write_error = Some(e);
+        }
+    };
+    if files.is_empty() {
+        let stdin = std::io::stdin();
+        let s = analyzer::analyze_reader("-", stdin.lock(), &parser, &ctx, &mut engine, &mut emit)
+            .context("reading standard input")?;
+        summary("-", &s);
+        total += s;
+    }
+    for path in files {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let name = path.display().to_string();
+        let reader = BufReader::with_capacity(1 << 20, file);
+        let s = analyzer::analyze_reader(&name, reader, &parser, &ctx, &mut engine, &mut emit)
+            .with_context(|| format!("reading {}", path.display()))?;
+        summary(&name, &s);
+        total += s;
+    }
+    drop(emit);
+    if let Some(e) = write_error {
+        return Err(e).context("writing the detections");
+    }
+    out.flush().context("writing the detections")?;
+    Ok(total)
+}
+
+fn summary(name: &str, s: &analyzer::ReplaySummary) {
+    eprintln!(
+        "{name}: {} lines, {} parsed, {} could not be parsed, {} detections",
+        s.lines, s.parsed, s.unparsed, s.detections
+    );
+}
+
+/// Runs the rule tests of `dir`; Ok(true) when they all pass.
+pub(crate) fn test(dir: &Path) -> anyhow::Result<bool> {
+    let report = analyzer::run_rule_tests(dir).with_context(|| format!("loading the rules in {}", dir.display()))?;
+    print!("{report}");
+    Ok(report.is_success())
+}
