@@ -72,7 +72,6 @@ pub(crate) fn run(
         summary(&name, &s);
         total += s;
     }
-    drop(emit);
     if let Some(e) = write_error {
         return Err(e).context("writing the detections");
     }
