@@ -82,6 +82,9 @@ fn default_resolve_after() -> Spanned<String> {
 fn default_repeat_every() -> Spanned<String> {
     Spanned::new(0..0, "4h".into())
 }
+fn default_on_call() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
 fn default_from() -> String {
     "vigie@localhost".into()
 }
@@ -164,12 +167,23 @@ pub(crate) struct SourceConfig {
     /// A short name, unique among sources; it prefixes every event id, so never rename a source
     /// whose events are archived.
     pub(crate) id: Spanned<String>,
-    /// `file` (follow a log file) or `demo` (generated ENT traffic).
+    /// `file` (follow a log file), `syslog` (receive from firewalls and servers) or `demo`
+    /// (generated ENT traffic).
     pub(crate) kind: Spanned<String>,
     /// For `file`: the path to follow.
     pub(crate) path: Option<PathBuf>,
-    /// For `file`: the parser (`apache_combined`, `netfilter`, … — `vigie check-config` lists them).
+    /// For `file` and `syslog`: the parser (`apache_combined`, `netfilter`, … — `vigie
+    /// check-config` lists them). Syslog defaults to `auto`.
     pub(crate) format: Option<Spanned<String>>,
+    /// For `syslog`: UDP address to listen on (`0.0.0.0:514`).
+    pub(crate) udp: Option<Spanned<String>>,
+    /// For `syslog`: TCP address to listen on (`0.0.0.0:601`, or `6514` with TLS).
+    pub(crate) tcp: Option<Spanned<String>>,
+    /// For `syslog` over TLS (RFC 5425): the PEM certificate chain and private key.
+    pub(crate) tls_cert: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
+    /// For `syslog`: longest message accepted, in bytes; longer ones are cut and counted.
+    pub(crate) max_frame: Option<usize>,
     /// For `format = "apache"` or `"nginx"`: the server's `LogFormat` / `log_format` string.
     pub(crate) log_format: Option<String>,
     /// For `file`: `beginning` or `end` — where to start the first time (later runs resume).
@@ -195,9 +209,9 @@ pub(crate) struct AnalyzerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AlertingConfig {
-    /// On-call addresses that receive every alert.
-    #[serde(default)]
-    pub(crate) on_call: Vec<String>,
+    /// On-call addresses that receive every alert (required: somebody must be told).
+    #[serde(default = "default_on_call")]
+    pub(crate) on_call: Spanned<Vec<String>>,
     /// The sender address.
     #[serde(default = "default_from")]
     pub(crate) from: String,
@@ -264,6 +278,7 @@ const SECTIONS: &[&str] = &["data", "log", "server", "pipeline", "sources", "ana
 #[derive(Debug, Clone)]
 pub(crate) enum SourceKind {
     File { path: PathBuf, format: collector::parse::Format, start_at_end: bool },
+    Syslog { listen: collector::source::SyslogConfig, format: collector::parse::Format },
     Demo { stream: collector::source::demo::DemoStream, rate: u32 },
 }
 
@@ -287,8 +302,7 @@ pub(crate) struct Config {
     pub(crate) sources: Vec<Source>,
     pub(crate) rules_dir: PathBuf,
     pub(crate) alerting: AlertingConfig,
-    pub(crate) resolve_after: Duration,
-    pub(crate) repeat_every: Duration,
+    pub(crate) policy: alerting::AlertPolicy,
     pub(crate) keep_days: u32,
 }
 
@@ -480,6 +494,21 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         }
     }
 
+    let policy = alerting::AlertPolicy {
+        resolve_after,
+        repeat_every,
+        on_call: raw.alerting.on_call.get_ref().clone(),
+        from: raw.alerting.from.clone(),
+        time_zone: time_zone.clone(),
+    };
+    if let Err(e) = policy.validate() {
+        at(
+            raw.alerting.on_call.span(),
+            "alerting",
+            e.to_string(),
+            "give at least one on-call address, e.g. on_call = [\"astreinte@ville.fr\"], and a valid `from`",
+        );
+    }
     if *raw.retention.keep_days.get_ref() < 365 {
         at(
             raw.retention.keep_days.span(),
@@ -549,6 +578,75 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
                     start_at_end,
                 })
             }
+            "syslog" => {
+                let format = src.format.as_ref().map_or(Some(collector::parse::Format::Auto), |f| {
+                    collector::parse::Format::from_config(f.get_ref(), src.log_format.as_deref())
+                        .map_err(|e| {
+                            at(
+                                f.span(),
+                                "sources.format",
+                                e.to_string(),
+                                &format!("one of: {}", collector::parse::Format::names().join(", ")),
+                            );
+                        })
+                        .ok()
+                });
+                let mut address = |value: &Option<Spanned<String>>, key: &str| {
+                    value.as_ref().and_then(|v| {
+                        v.get_ref()
+                            .parse::<SocketAddr>()
+                            .map_err(|_| {
+                                at(
+                                    v.span(),
+                                    key,
+                                    format!("`{}` is not an address and port", v.get_ref()),
+                                    "write it like \"0.0.0.0:514\" or \"[::]:6514\"",
+                                );
+                            })
+                            .ok()
+                    })
+                };
+                let udp = address(&src.udp, "sources.udp");
+                let tcp = address(&src.tcp, "sources.tcp");
+                if src.udp.is_none() && src.tcp.is_none() {
+                    at(
+                        src.kind.span(),
+                        "sources",
+                        format!("syslog source `{id}` listens nowhere"),
+                        "add udp = \"0.0.0.0:514\" and/or tcp = \"0.0.0.0:601\"",
+                    );
+                }
+                let tls = match (&src.tls_cert, &src.tls_key) {
+                    (Some(cert), Some(key)) => {
+                        if src.tcp.is_none() {
+                            at(
+                                src.kind.span(),
+                                "sources.tls_cert",
+                                "TLS needs a tcp address".into(),
+                                "add tcp = \"0.0.0.0:6514\" (RFC 5425)",
+                            );
+                        }
+                        Some(collector::source::TlsFiles { cert: base.join(cert), key: base.join(key) })
+                    }
+                    (None, None) => None,
+                    _ => {
+                        at(
+                            src.kind.span(),
+                            "sources.tls_cert",
+                            "tls_cert and tls_key go together".into(),
+                            "give both PEM files, or neither",
+                        );
+                        None
+                    }
+                };
+                let listen = collector::source::SyslogConfig {
+                    udp,
+                    tcp,
+                    tls,
+                    max_frame: src.max_frame.unwrap_or(collector::source::SyslogConfig::DEFAULT_MAX_FRAME),
+                };
+                format.map(|format| SourceKind::Syslog { listen, format })
+            }
             "demo" => {
                 use collector::source::demo::DemoStream;
                 let stream = match src.stream.as_ref().map(|s| s.get_ref().as_str()) {
@@ -572,7 +670,7 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
                     src.kind.span(),
                     "sources.kind",
                     format!("`{other}` is not a source kind"),
-                    "write \"file\" or \"demo\"",
+                    "write \"file\", \"syslog\" or \"demo\"",
                 );
                 None
             }
@@ -594,8 +692,7 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         sources,
         rules_dir: base.join(&raw.analyzer.rules),
         alerting: raw.alerting.clone(),
-        resolve_after,
-        repeat_every,
+        policy,
         keep_days: *raw.retention.keep_days.get_ref(),
     }
 }
@@ -604,14 +701,24 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
 mod tests {
     use super::*;
 
+    /// The problems of `text`, with the required on-call address added at its end when the
+    /// text has no `[alerting]` section (so that each test sees only its own mistake).
     fn problems(text: &str) -> Vec<Problem> {
-        parse(Path::new("/etc/vigie.toml"), text).err().map(|e| e.problems).unwrap_or_default()
+        let text = if text.contains("[alerting]") || text.is_empty() {
+            text.to_owned()
+        } else {
+            format!("{text}\n[alerting]\non_call = [\"astreinte@ville.fr\"]\n")
+        };
+        parse(Path::new("/etc/vigie.toml"), &text).err().map(|e| e.problems).unwrap_or_default()
     }
 
     #[test]
-    fn an_empty_file_is_a_valid_config() {
-        let config = parse(Path::new("/etc/vigie.toml"), "").unwrap();
+    fn on_call_is_the_only_required_key() {
+        let config = parse(Path::new("/etc/vigie.toml"), "[alerting]\non_call = [\"astreinte@ville.fr\"]\n").unwrap();
         assert_eq!(config.commit_interval, Duration::from_secs(1));
+        let p = problems("");
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(p[0].message.contains("on_call"), "{}", p[0].message);
         assert_eq!(config.keep_days, 365);
         assert_eq!(config.time_zone.iana_name(), Some("Europe/Paris"));
     }

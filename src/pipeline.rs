@@ -54,13 +54,7 @@ pub(crate) async fn run(
         tracing::info!(days = purged.len(), oldest = %purged[0], "expired archive days deleted");
     }
     let alerts_db = data.join("alerting.sqlite");
-    let policy = alerting::AlertPolicy {
-        resolve_after: config.resolve_after,
-        repeat_every: config.repeat_every,
-        on_call: config.alerting.on_call.clone(),
-        from: config.alerting.from.clone(),
-        time_zone: config.time_zone.clone(),
-    };
+    let policy = config.policy.clone();
     let store = alerting::AlertStore::open(&alerts_db, policy.clone()).context("opening the alert store")?;
     let dashboard_alerts = alerting::AlertStore::open(&alerts_db, policy).context("opening the alert store")?;
     let transport = match &config.alerting.smtp {
@@ -131,6 +125,13 @@ pub(crate) async fn run(
             SourceKind::File { path, format, start_at_end } => {
                 normalizer.add_source(&source.id, collector::parse::Parser::new(format)?);
                 let src = FileSource::new(source.id.as_str(), path).start_at_end(*start_at_end);
+                spawn(name, Box::pin(async move { Ok(run_source(src, store, tx, options, m, stop).await?) }));
+            }
+            SourceKind::Syslog { listen, format } => {
+                normalizer.add_source(&source.id, collector::parse::Parser::new(format)?);
+                let src = collector::source::SyslogSource::bind(source.id.as_str(), listen)
+                    .await
+                    .with_context(|| format!("starting syslog source {}", source.id))?;
                 spawn(name, Box::pin(async move { Ok(run_source(src, store, tx, options, m, stop).await?) }));
             }
             SourceKind::Demo { stream, rate } => {

@@ -2,9 +2,16 @@
 
 use crate::support::vigie;
 
+/// Checks `text`, plus the required on-call address when it has no `[alerting]` section,
+/// appended at the end so that line numbers stay those of `text`.
 fn check(text: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vigie.toml");
+    let text = if text.contains("[alerting]") {
+        text.to_owned()
+    } else {
+        format!("{text}\n[alerting]\non_call = [\"astreinte@ville.fr\"]\n")
+    };
     std::fs::write(&path, text).unwrap();
     let out = vigie().arg("check-config").arg(&path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE");
@@ -58,6 +65,13 @@ fn every_problem_at_once() {
     assert!(err.contains("FILE:2:10: server.listen"), "{err}");
     assert!(err.contains("FILE:5:13: retention.keep_days"), "{err}");
     assert!(err.contains("FILE:7:2: colour: unknown section"), "{err}");
+}
+
+#[test]
+fn no_on_call_address() {
+    let (code, err) = check("[alerting]\nfrom = \"vigie@ville.fr\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("alerting: invalid alerting policy: on_call lists no address"), "{err}");
 }
 
 #[test]

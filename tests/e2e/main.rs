@@ -7,3 +7,4 @@ mod crash;
 mod demo;
 mod parse;
 mod support;
+mod syslog;

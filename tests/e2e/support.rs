@@ -33,16 +33,32 @@ impl Running {
     pub(crate) fn demo(data: &Path, extra: &[&str]) -> Running {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let log = data.with_extension(format!("{port}.log"));
+        let mut args = vec!["demo".to_owned(), "--listen".into(), listen.clone(), "--data".into()];
+        args.push(data.display().to_string());
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Running::start(&args, &listen, &data.with_extension(format!("{port}.log")))
+    }
+
+    /// `vigie run --config FILE`, whose `[server] listen` is `listen`.
+    pub(crate) fn run(config: &Path, listen: &str) -> Running {
+        let args = ["run".to_owned(), "--config".into(), config.display().to_string()];
+        Running::start(&args, listen, &config.with_extension("log"))
+    }
+
+    fn start(args: &[String], listen: &str, log: &Path) -> Running {
         let child = vigie()
-            .args(["demo", "--listen", &listen, "--data"])
-            .arg(data)
-            .args(extra)
+            .args(args)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .expect("start vigie");
-        Running { child, base: format!("http://{listen}"), log }
+        Running { child, base: format!("http://{listen}"), log: log.to_owned() }
+    }
+
+    /// Asks for a clean stop, as systemd does.
+    pub(crate) fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
     }
 
     pub(crate) fn log(&self) -> String {
