@@ -1,6 +1,7 @@
 //! What was observed: sources, parsers and the normalised event every later stage consumes.
 
 mod deadletter;
+mod enrich;
 mod event;
 mod normalize;
 pub mod parse;
@@ -10,6 +11,9 @@ mod state;
 mod telemetry;
 
 pub use deadletter::DeadLetter;
+pub use enrich::{
+    EnrichError, Enricher, GeoInfo, GeoIp, GeoIpConfig, RoleMap, SchoolEntry, Schools, run_geoip_reloader,
+};
 pub use event::{Category, Event, EventId};
 pub use normalize::{Normalizer, run_normalize};
 pub use pipe::{AckStatus, AckToken, AckWaiter, Batch, RawRecord};

@@ -124,9 +124,15 @@ impl FileSource {
     fn open(&mut self, previous: Option<(&Identity, u64)>) -> Result<bool, SourceError> {
         if let Some((identity, position)) = previous {
             // The file we were reading, moved aside by a rotation while we were stopped?
-            if let Some(rotated) = self.find_rotated(identity).map_err(|e| self.io_err(e))? {
-                tracing::info!(source = %self.id, file = %rotated.1.display(), "finishing the rotated file first");
-                return self.start(rotated.0, identity.clone(), position);
+            if let Some((file, path)) = self.find_rotated(identity).map_err(|e| self.io_err(e))? {
+                // Same inode: our file, renamed. If its first bytes changed it was also
+                // truncated and refilled before the rotation: all of it is new to us.
+                let unchanged = identity.matches(&file).map_err(|e| self.io_err(e))?;
+                let len = file.metadata().map_err(|e| self.io_err(e))?.len();
+                let position = if unchanged && position <= len { position } else { 0 };
+                tracing::info!(source = %self.id, file = %path.display(), "finishing the rotated file first");
+                let identity = Identity::of(&file, position).map_err(|e| self.io_err(e))?;
+                return self.start(file, identity, position);
             }
         }
         let file = match File::open(&self.path) {
@@ -160,8 +166,8 @@ impl FileSource {
         Ok(true)
     }
 
-    /// A file beside ours (`access.log.1`, `access.log-20250407`) that is the one `identity`
-    /// names — but not the path itself.
+    /// A file beside ours (`access.log.1`, `access.log-20250407`) with the device and inode
+    /// of `identity` — but not the path itself.
     fn find_rotated(&self, identity: &Identity) -> std::io::Result<Option<(File, PathBuf)>> {
         let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else { return Ok(None) };
         let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
@@ -174,10 +180,11 @@ impl FileSource {
                 continue;
             }
             let path = entry.path();
-            if let Ok(file) = File::open(&path)
-                && identity.matches(&file)?
-            {
-                return Ok(Some((file, path)));
+            if let Ok(file) = File::open(&path) {
+                let meta = file.metadata()?;
+                if meta.dev() == identity.dev && meta.ino() == identity.ino {
+                    return Ok(Some((file, path)));
+                }
             }
         }
         Ok(None)
@@ -534,8 +541,15 @@ mod tests {
             })
         }
 
+        /// Truncated and refilled, then rotated, while Vigie was stopped: the rotated file has
+        /// our inode but other content, and must be read whole (found by the model).
+        #[test]
+        fn truncate_refill_rotate_restart() {
+            run(vec![Op::Append(1), Op::Drain, Op::Truncate, Op::Append(1), Op::Rotate, Op::Restart]).unwrap();
+        }
+
         proptest! {
-            #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+            #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
             #[test]
             fn no_line_lost_none_duplicated(ops in proptest::collection::vec(op(), 1..40)) {
                 run(ops)?;
