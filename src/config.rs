@@ -82,6 +82,7 @@ fn default_resolve_after() -> Spanned<String> {
 fn default_repeat_every() -> Spanned<String> {
     Spanned::new(0..0, "4h".into())
 }
+/// An empty list (no position in the file).
 fn default_on_call() -> Spanned<Vec<String>> {
     Spanned::new(0..0, Vec::new())
 }
@@ -239,6 +240,52 @@ pub(crate) struct SmtpConfig {
     pub(crate) password_env: Option<String>,
 }
 
+/// What is added to each event: GeoIP, the school its address belongs to, the user's role.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnrichConfig {
+    /// MaxMind databases: `[enrich.geoip] location = "GeoLite2-City.mmdb"`, `asn = …`,
+    /// `optional = false`. Reloaded when the files change.
+    pub(crate) geoip: Option<collector::GeoIpConfig>,
+    /// The schools CSV (`uai,nom,email_directeur,reseaux`): events from a school's networks
+    /// carry its UAI and name, and those networks are never blocked.
+    pub(crate) schools: Option<Spanned<PathBuf>>,
+    /// Use the demo city's 188 schools instead of a CSV (what `vigie demo` does).
+    #[serde(default)]
+    pub(crate) demo_schools: bool,
+    /// Roles from account names: `[enrich.roles] suffixes = { ".ens" = "enseignant" }`,
+    /// `otherwise = "eleve"`.
+    pub(crate) roles: Option<collector::RoleMap>,
+}
+
+/// The emergency IP block list the CCTP allows: built from detections, served on
+/// `/api/v1/blocklist` and written as an nftables file the firewall can load.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BlocklistConfig {
+    /// Networks never blocked (the city's own, partners); the schools' networks are added.
+    #[serde(default = "default_on_call")]
+    pub(crate) allow: Spanned<Vec<String>>,
+    /// The nftables file, relative to the data directory (`nft -f` loads it).
+    #[serde(default = "default_nftables_file")]
+    pub(crate) nftables_file: PathBuf,
+    /// The nftables table and set names in that file.
+    #[serde(default = "default_nft_table")]
+    pub(crate) table: String,
+    #[serde(default = "default_nft_set")]
+    pub(crate) set: String,
+}
+
+fn default_nftables_file() -> PathBuf {
+    PathBuf::from("blocklist.nft")
+}
+fn default_nft_table() -> String {
+    "vigie".into()
+}
+fn default_nft_set() -> String {
+    "blocked".into()
+}
+
 /// The legal archive.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -257,7 +304,16 @@ macro_rules! section_defaults {
         }
     )*};
 }
-section_defaults!(DataConfig, LogConfig, ServerConfig, PipelineConfig, AnalyzerConfig, AlertingConfig, RetentionConfig);
+section_defaults!(
+    DataConfig,
+    LogConfig,
+    ServerConfig,
+    PipelineConfig,
+    AnalyzerConfig,
+    AlertingConfig,
+    BlocklistConfig,
+    RetentionConfig
+);
 
 /// The whole file, as written.
 #[derive(Debug, Clone, Default)]
@@ -269,10 +325,13 @@ pub(crate) struct RawConfig {
     pub(crate) sources: Vec<SourceConfig>,
     pub(crate) analyzer: AnalyzerConfig,
     pub(crate) alerting: AlertingConfig,
+    pub(crate) blocklist: BlocklistConfig,
+    pub(crate) enrich: EnrichConfig,
     pub(crate) retention: RetentionConfig,
 }
 
-const SECTIONS: &[&str] = &["data", "log", "server", "pipeline", "sources", "analyzer", "alerting", "retention"];
+const SECTIONS: &[&str] =
+    &["data", "log", "server", "pipeline", "sources", "enrich", "analyzer", "alerting", "blocklist", "retention"];
 
 /// What a source reads.
 #[derive(Debug, Clone)]
@@ -303,6 +362,14 @@ pub(crate) struct Config {
     pub(crate) rules_dir: PathBuf,
     pub(crate) alerting: AlertingConfig,
     pub(crate) policy: alerting::AlertPolicy,
+    pub(crate) block_allow: Vec<String>,
+    /// Built while validating, so that databases and the schools CSV are read once.
+    pub(crate) enricher: std::sync::Arc<collector::Enricher>,
+    /// Whether GeoIP databases are to be watched for changes.
+    pub(crate) geoip_reload: bool,
+    pub(crate) nftables_file: PathBuf,
+    pub(crate) nft_table: String,
+    pub(crate) nft_set: String,
     pub(crate) keep_days: u32,
 }
 
@@ -367,6 +434,8 @@ fn parse_raw(text: &str, problems: &mut Vec<Problem>) -> RawConfig {
     section(text, &doc, "sources", &mut raw.sources, problems);
     section(text, &doc, "analyzer", &mut raw.analyzer, problems);
     section(text, &doc, "alerting", &mut raw.alerting, problems);
+    section(text, &doc, "blocklist", &mut raw.blocklist, problems);
+    section(text, &doc, "enrich", &mut raw.enrich, problems);
     section(text, &doc, "retention", &mut raw.retention, problems);
     raw
 }
@@ -447,6 +516,43 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(n * unit_ms))
 }
 
+/// Opens the GeoIP databases and reads the schools CSV; their own errors name the file (and
+/// the CSV line), the place given here is the key in the configuration.
+fn build_enricher(
+    text: &str,
+    base: &Path,
+    raw: &EnrichConfig,
+    at: &mut dyn FnMut(std::ops::Range<usize>, &str, String, &str),
+) -> collector::Enricher {
+    let key_span = |key: &str| text.find(&format!("{key} ")).or_else(|| text.find(key)).map_or(0..0, |i| i..i);
+    let geo = raw.geoip.as_ref().and_then(|geo| {
+        let resolved = collector::GeoIpConfig {
+            location: geo.location.as_ref().map(|p| base.join(p)),
+            asn: geo.asn.as_ref().map(|p| base.join(p)),
+            optional: geo.optional,
+        };
+        collector::GeoIp::open(&resolved)
+            .map_err(|e| {
+                at(key_span("[enrich.geoip]"), "enrich.geoip", e.to_string(), "check the path, or set optional = true")
+            })
+            .ok()
+    });
+    let schools = match (&raw.schools, raw.demo_schools) {
+        (Some(path), false) => collector::Schools::load(&base.join(path.get_ref()))
+            .map_err(|e| {
+                at(path.span(), "enrich.schools", e.to_string(), "fix the CSV (uai,nom,email_directeur,reseaux)")
+            })
+            .ok(),
+        (None, true) => Some(collector::Schools::from_demo()),
+        (Some(path), true) => {
+            at(path.span(), "enrich.schools", "schools and demo_schools exclude each other".into(), "keep one");
+            None
+        }
+        (None, false) => None,
+    };
+    collector::Enricher::new(geo, schools, raw.roles.clone())
+}
+
 const DURATION_HINT: &str = "write a number and a unit: \"500ms\", \"30s\", \"5m\", \"4h\", \"2d\"";
 
 fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem>) -> Config {
@@ -508,6 +614,19 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
             e.to_string(),
             "give at least one on-call address, e.g. on_call = [\"astreinte@ville.fr\"], and a valid `from`",
         );
+    }
+    if let Err(e) = analyzer::parse_allow_list(raw.blocklist.allow.get_ref()) {
+        at(
+            raw.blocklist.allow.span(),
+            "blocklist.allow",
+            e.to_string(),
+            "write networks like \"192.0.2.0/24\" or \"2001:db8::/32\"",
+        );
+    }
+    let enricher = build_enricher(text, base, &raw.enrich, &mut at);
+    let probe = analyzer::BlockList::new(analyzer::BlockPolicy::default(), Vec::new());
+    if let Err(e) = probe.render_nftables(jiff::Timestamp::UNIX_EPOCH, &raw.blocklist.set, &raw.blocklist.table) {
+        at(0..0, "blocklist", e.to_string(), "use letters, digits and '_' for table and set");
     }
     if *raw.retention.keep_days.get_ref() < 365 {
         at(
@@ -693,6 +812,12 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         rules_dir: base.join(&raw.analyzer.rules),
         alerting: raw.alerting.clone(),
         policy,
+        block_allow: raw.blocklist.allow.get_ref().clone(),
+        enricher: std::sync::Arc::new(enricher),
+        geoip_reload: raw.enrich.geoip.is_some(),
+        nftables_file: base.join(&raw.data.dir).join(&raw.blocklist.nftables_file),
+        nft_table: raw.blocklist.table.clone(),
+        nft_set: raw.blocklist.set.clone(),
         keep_days: *raw.retention.keep_days.get_ref(),
     }
 }

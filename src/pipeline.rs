@@ -76,7 +76,20 @@ pub(crate) async fn run(
         config.time_zone.clone(),
         DeadLetter::new(&data.join("deadletter")).context("creating the dead-letter directory")?,
         metrics.clone(),
-    );
+    )
+    .with_enricher(config.enricher.clone());
+
+    // The emergency block list: fed by the analyzer, read by the web server, written for nftables.
+    let mut allow = analyzer::parse_allow_list(&config.block_allow).context("reading blocklist.allow")?;
+    if let Some(schools) = config.enricher.schools() {
+        // Pupils and teachers reach the ENT through their school's networks: never block a school.
+        let networks: Vec<String> = schools.iter().flat_map(|s| s.networks.iter().map(|n| n.to_string())).collect();
+        allow.extend(analyzer::parse_allow_list(&networks).context("school networks")?);
+    }
+    let blocklist = Arc::new(std::sync::Mutex::new(analyzer::BlockList::new(
+        analyzer::BlockPolicy { time_zone: config.time_zone.clone(), ..analyzer::BlockPolicy::default() },
+        allow,
+    )));
 
     let cap = config.channel_capacity;
     let (raw_tx, raw_rx) = mpsc::channel::<Batch<RawRecord>>(cap);
@@ -149,6 +162,16 @@ pub(crate) async fn run(
     }
     drop(raw_tx);
 
+    if config.geoip_reload {
+        let (enricher, stop) = (config.enricher.clone(), fatal.clone());
+        spawn(
+            "geoip-reload".into(),
+            Box::pin(async move {
+                collector::run_geoip_reloader(enricher, Duration::from_secs(60), stop).await;
+                Ok(())
+            }),
+        );
+    }
     spawn("parse".into(), Box::pin(async move { Ok(collector::run_normalize(normalizer, raw_rx, event_tx).await?) }));
     {
         let m = metrics.clone();
@@ -157,7 +180,14 @@ pub(crate) async fn run(
     {
         let m = metrics.clone();
         let (publish, watched) = tokio::sync::watch::channel(rules);
-        spawn("analyzer".into(), Box::pin(analyze(watched, analyze_rx, detect_tx, m)));
+        spawn("analyzer".into(), Box::pin(analyze(watched, analyze_rx, detect_tx, blocklist.clone(), m)));
+        let writer = NftWriter {
+            path: config.nftables_file.clone(),
+            table: config.nft_table.clone(),
+            set: config.nft_set.clone(),
+        };
+        let (list, stop) = (blocklist.clone(), fatal.clone());
+        spawn("blocklist".into(), Box::pin(write_blocklist(list, writer, stop)));
         let (dir, stop) = (config.rules_dir.clone(), fatal.clone());
         spawn(
             "rule-watch".into(),
@@ -199,6 +229,7 @@ pub(crate) async fn run(
         health: health.clone(),
         metrics: metrics.clone(),
         alerts: dashboard_alerts,
+        blocklist: blocklist.clone(),
         time_zone: config.time_zone.clone(),
     });
     {
@@ -243,6 +274,7 @@ async fn analyze(
     mut rules: tokio::sync::watch::Receiver<Arc<analyzer::RuleSet>>,
     mut input: mpsc::Receiver<Batch<Event>>,
     output: mpsc::Sender<Batch<analyzer::Detection>>,
+    blocklist: Arc<std::sync::Mutex<analyzer::BlockList>>,
     metrics: PipelineMetrics,
 ) -> anyhow::Result<()> {
     let mut engine = analyzer::Engine::new(rules.borrow_and_update().clone());
@@ -254,9 +286,65 @@ async fn analyze(
         metrics.stage_in("analyzer", batch.items.len());
         let detections: Vec<_> = batch.items.iter().flat_map(|e| engine.observe(e)).collect();
         metrics.stage_out("analyzer", detections.len());
+        if !detections.is_empty() {
+            let mut list = blocklist.lock().unwrap_or_else(|e| e.into_inner());
+            for d in &detections {
+                list.add(d);
+            }
+        }
         if output.send(Batch::new(detections, batch.ack)).await.is_err() {
             anyhow::bail!("the alert store stopped accepting detections");
         }
     }
     Ok(())
+}
+
+/// Where the nftables rendering of the block list goes.
+#[derive(Debug)]
+struct NftWriter {
+    path: std::path::PathBuf,
+    table: String,
+    set: String,
+}
+
+impl NftWriter {
+    /// Writes the file if its content changed: to a temporary file, then renamed, so the
+    /// firewall never loads half a file.
+    fn write(&self, list: &analyzer::BlockList, last: &mut String) -> anyhow::Result<()> {
+        let now = jiff::Timestamp::now();
+        let text = list.render_nftables(now, &self.set, &self.table)?;
+        // The header carries the time; compare what follows it.
+        let body = text.split_once('\n').map_or(text.as_str(), |(_, b)| b);
+        if body == last {
+            return Ok(());
+        }
+        let tmp = self.path.with_extension("nft.tmp");
+        std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path).with_context(|| format!("writing {}", self.path.display()))?;
+        body.clone_into(last);
+        Ok(())
+    }
+}
+
+/// Expires old entries and rewrites the nftables file every 10 s, and once more at shutdown.
+async fn write_blocklist(
+    list: Arc<std::sync::Mutex<analyzer::BlockList>>,
+    writer: NftWriter,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut last = String::from("\0");
+    loop {
+        let stop = tokio::select! {
+            () = cancel.cancelled() => true,
+            () = tokio::time::sleep(Duration::from_secs(10)) => false,
+        };
+        {
+            let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+            list.expire(jiff::Timestamp::now());
+            writer.write(&list, &mut last)?;
+        }
+        if stop {
+            return Ok(());
+        }
+    }
 }

@@ -7,6 +7,7 @@ use jiff::tz::TimeZone;
 use tokio::sync::mpsc;
 
 use crate::deadletter::DeadLetter;
+use crate::enrich::Enricher;
 use crate::event::{Event, EventId};
 use crate::parse::{ParseContext, Parser};
 use crate::pipe::{Batch, RawRecord};
@@ -20,12 +21,19 @@ pub struct Normalizer {
     parsers: HashMap<Arc<str>, Parser>,
     time_zone: TimeZone,
     dead_letter: DeadLetter,
+    enricher: Option<Arc<Enricher>>,
     metrics: PipelineMetrics,
 }
 
 impl Normalizer {
     pub fn new(time_zone: TimeZone, dead_letter: DeadLetter, metrics: PipelineMetrics) -> Normalizer {
-        Normalizer { parsers: HashMap::new(), time_zone, dead_letter, metrics }
+        Normalizer { parsers: HashMap::new(), time_zone, dead_letter, enricher: None, metrics }
+    }
+
+    /// Events are enriched (GeoIP, school, role) right after parsing.
+    pub fn with_enricher(mut self, enricher: Arc<Enricher>) -> Normalizer {
+        self.enricher = Some(enricher);
+        self
     }
 
     /// Lines of `source` are parsed with `parser`.
@@ -59,6 +67,9 @@ impl Normalizer {
         if rejected {
             self.dead_letter.sync()?;
         }
+        if let Some(enricher) = &self.enricher {
+            enricher.enrich_all(&mut events);
+        }
         Ok(events)
     }
 }
@@ -91,4 +102,40 @@ pub async fn run_normalize(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::{RoleMap, Schools};
+    use crate::parse::Format;
+
+    #[test]
+    fn parsed_events_get_their_id_and_enrichment_and_rejects_go_to_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let enricher = Arc::new(Enricher::new(None, Some(Schools::from_demo()), Some(RoleMap::demo())));
+        let mut normalizer =
+            Normalizer::new(TimeZone::UTC, DeadLetter::new(dir.path()).unwrap(), PipelineMetrics::default())
+                .with_enricher(enricher);
+        normalizer.add_source("web", Parser::new(&Format::ApacheCombined).unwrap());
+        let school = &crate::source::demo::schools()[5];
+        let ip = std::net::Ipv4Addr::from(u32::from(school.network) + 3);
+        let records = [
+            RawRecord {
+                source: "web".into(),
+                position: 0,
+                line: format!(
+                    "{ip} - lea.martin.ens [07/Apr/2025:14:30:00 +0200] \"GET /ent/classe/ HTTP/1.1\" 200 512 \"-\" \"Mozilla/5.0\""
+                ),
+            },
+            RawRecord { source: "web".into(), position: 120, line: "not apache".into() },
+        ];
+        let events = normalizer.normalize(&records).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].id, EventId::at("web", 0));
+        assert_eq!(events[0].school_uai.as_deref(), Some(school.uai.as_str()));
+        assert_eq!(events[0].user_role.as_deref(), Some("enseignant"));
+        let dead = std::fs::read_to_string(dir.path().join("web.jsonl")).unwrap();
+        assert!(dead.contains("\"position\":120"), "{dead}");
+    }
 }

@@ -24,6 +24,8 @@ pub struct AppInputs {
     pub metrics: PipelineMetrics,
     /// A read connection to the alert store (the pipeline writes through its own).
     pub alerts: alerting::AlertStore,
+    /// The emergency block list the analyzer feeds.
+    pub blocklist: Arc<Mutex<analyzer::BlockList>>,
     /// Dates on pages are written in this zone (Europe/Paris).
     pub time_zone: jiff::tz::TimeZone,
 }
@@ -38,6 +40,7 @@ struct Inner {
     health: Health,
     metrics: PipelineMetrics,
     alerts: Mutex<alerting::AlertStore>,
+    blocklist: Arc<Mutex<analyzer::BlockList>>,
     time_zone: jiff::tz::TimeZone,
 }
 
@@ -48,6 +51,7 @@ impl AppState {
             health: inputs.health,
             metrics: inputs.metrics,
             alerts: Mutex::new(inputs.alerts),
+            blocklist: inputs.blocklist,
             time_zone: inputs.time_zone,
         }))
     }
@@ -68,6 +72,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(overview))
         .route("/api/status", get(status))
+        .route("/api/v1/blocklist", get(blocklist))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -133,6 +138,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The addresses blocked right now, one a line, each with its expiry and reason as a comment.
+async fn blocklist(State(state): State<AppState>) -> Response {
+    let list = state.0.blocklist.lock().unwrap_or_else(|e| e.into_inner());
+    let text = list.render_text(jiff::Timestamp::now());
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -158,6 +170,11 @@ mod tests {
     use super::*;
 
     fn state(dir: &std::path::Path) -> (AppState, Health) {
+        let (state, health, _) = state_with_blocklist(dir);
+        (state, health)
+    }
+
+    fn state_with_blocklist(dir: &std::path::Path) -> (AppState, Health, Arc<Mutex<analyzer::BlockList>>) {
         let mut registry = Registry::default();
         let metrics = PipelineMetrics::register(&mut registry);
         metrics.stage_out("parse", 12);
@@ -170,14 +187,16 @@ mod tests {
             time_zone: jiff::tz::TimeZone::UTC,
         };
         let alerts = alerting::AlertStore::open(&dir.join("a.sqlite"), policy).unwrap();
+        let blocklist = Arc::new(Mutex::new(analyzer::BlockList::new(analyzer::BlockPolicy::default(), Vec::new())));
         let state = AppState::new(AppInputs {
             registry: Arc::new(registry),
             health: health.clone(),
             metrics,
             alerts,
+            blocklist: blocklist.clone(),
             time_zone: jiff::tz::TimeZone::UTC,
         });
-        (state, health)
+        (state, health, blocklist)
     }
 
     async fn get(state: &AppState, uri: &str) -> (StatusCode, String) {
@@ -198,6 +217,33 @@ mod tests {
         health.set("archive", true);
         assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
         assert_eq!(get(&state, "/healthz").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn blocklist_lists_the_blocked_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, _, blocklist) = state_with_blocklist(dir.path());
+        let (code, body) = get(&state, "/api/v1/blocklist").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(!body.contains("203.0.113.9"));
+        blocklist.lock().unwrap().add(&analyzer::Detection {
+            id: "web.sqli:web:1".into(),
+            rule: "web.sqli".into(),
+            title: "Tentative d'injection SQL".into(),
+            description: String::new(),
+            severity: analyzer::Severity::Critical,
+            cctp_class: analyzer::CctpClass::SecuriteMajeureCodePropre,
+            mitre: None,
+            timestamp: jiff::Timestamp::now(),
+            source_ip: Some("203.0.113.9".parse().unwrap()),
+            user_name: None,
+            key: "source.ip=203.0.113.9".into(),
+            evidence: "union select".into(),
+            event_id: collector::EventId::at("web", 1),
+        });
+        let (_, body) = get(&state, "/api/v1/blocklist").await;
+        let line = body.lines().find(|l| l.starts_with("203.0.113.9")).unwrap_or_else(|| panic!("{body}"));
+        assert!(line.contains("web.sqli"), "{line}");
     }
 
     #[tokio::test]

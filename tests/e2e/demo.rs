@@ -28,6 +28,12 @@ fn demo_runs_every_stage_then_stops_by_itself() {
     assert!(read >= parsed * 0.5, "the web source read {read}");
     assert_eq!(sample(&metrics, "vigie_parse_failures_total", "").unwrap_or(0.0), 0.0, "demo lines all parse");
 
+    // The attacker of the demo is on the emergency block list; a school network never is.
+    let (code, blocked) = vigie.get("/api/v1/blocklist").unwrap();
+    assert_eq!(code, 200);
+    assert!(blocked.lines().any(|l| l.starts_with("203.0.113.66")), "{blocked}");
+    assert!(!blocked.contains("10.20."), "{blocked}");
+
     let (code, page) = vigie.get("/").unwrap();
     assert_eq!(code, 200);
     assert!(page.contains("Vue d’ensemble"), "{page}");
@@ -36,6 +42,9 @@ fn demo_runs_every_stage_then_stops_by_itself() {
     assert!(status.success(), "exit status {status}; log:\n{}", vigie.log());
     let log = vigie.log();
     assert!(log.contains("stopped cleanly"), "{log}");
+
+    let nft = std::fs::read_to_string(data.join("blocklist.nft")).unwrap();
+    assert!(nft.contains("203.0.113.66"), "{nft}");
 
     // Archived records were committed by the time it stopped, alerts were emailed (.eml files).
     let archived_after = archived.max(0.0);
