@@ -516,13 +516,16 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(n * unit_ms))
 }
 
+/// Records a problem: span in the file, key, message, hint.
+type Report<'a> = dyn FnMut(std::ops::Range<usize>, &str, String, &str) + 'a;
+
 /// Opens the GeoIP databases and reads the schools CSV; their own errors name the file (and
 /// the CSV line), the place given here is the key in the configuration.
 fn build_enricher(
     text: &str,
     base: &Path,
     raw: &EnrichConfig,
-    at: &mut dyn FnMut(std::ops::Range<usize>, &str, String, &str),
+    at: &mut Report<'_>,
 ) -> collector::Enricher {
     let key_span = |key: &str| text.find(&format!("{key} ")).or_else(|| text.find(key)).map_or(0..0, |i| i..i);
     let geo = raw.geoip.as_ref().and_then(|geo| {
