@@ -27,8 +27,20 @@ pub(crate) fn load_rules(dir: Option<&Path>) -> anyhow::Result<analyzer::RuleSet
     }
 }
 
-/// Replays `files` (standard input when empty); one JSON object per detection on `out`.
+/// What `vigie analyze` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Detections, after windows and suppression: what alerting would receive.
+    Detections,
+    /// Every line some rule's conditions match, before windows — what `fail2ban-regex`
+    /// calls matched lines.
+    Matches,
+}
+
+/// Replays `files` (standard input when empty); one JSON object per detection (or matched
+/// line) on `out`.
 pub(crate) fn run(
+    mode: Mode,
     rules: Option<&Path>,
     format: &str,
     log_format: Option<&str>,
@@ -43,6 +55,9 @@ pub(crate) fn run(
         .with_context(|| format!("--time-zone {time_zone}: use an IANA name such as Europe/Paris"))?;
     let ctx = ParseContext { now: jiff::Timestamp::now(), time_zone };
     let rules = Arc::new(load_rules(rules)?);
+    if mode == Mode::Matches {
+        return matches(&rules, &parser, &ctx, files, out);
+    }
     let mut engine = analyzer::Engine::new(rules);
     let mut out = BufWriter::new(out);
     let mut total = analyzer::ReplaySummary::default();
@@ -76,6 +91,63 @@ pub(crate) fn run(
         return Err(e).context("writing the detections");
     }
     out.flush().context("writing the detections")?;
+    Ok(total)
+}
+
+fn matches(
+    rules: &analyzer::RuleSet,
+    parser: &Parser,
+    ctx: &ParseContext,
+    files: &[PathBuf],
+    out: impl Write,
+) -> anyhow::Result<analyzer::ReplaySummary> {
+    let mut out = BufWriter::new(out);
+    let mut total = analyzer::ReplaySummary::default();
+    let mut one = |name: &str, reader: &mut dyn std::io::BufRead| -> anyhow::Result<()> {
+        let mut s = analyzer::ReplaySummary::default();
+        let mut write_error = None;
+        s.lines = analyzer::parse_lines(name, reader, parser, ctx, |n, _, parsed| {
+            let Ok(event) = parsed else {
+                s.unparsed += 1;
+                return;
+            };
+            s.parsed += 1;
+            let matched = rules.matching_lines(&event);
+            if matched.is_empty() || write_error.is_some() {
+                return;
+            }
+            s.detections += 1;
+            let json = serde_json::json!({
+                "line": n,
+                "@timestamp": event.timestamp.to_string(),
+                "source": { "ip": event.source_ip.map(|ip| ip.to_string()) },
+                "matches": matched.iter().map(|m| serde_json::json!({ "rule": m.rule, "key": m.key })).collect::<Vec<_>>(),
+            });
+            if let Err(e) =
+                serde_json::to_writer(&mut out, &json).map_err(std::io::Error::from).and_then(|()| out.write_all(b"\n"))
+            {
+                write_error = Some(e);
+            }
+        })
+        .with_context(|| format!("reading {name}"))?;
+        if let Some(e) = write_error {
+            return Err(e).context("writing the matches");
+        }
+        eprintln!(
+            "{name}: {} lines, {} parsed, {} could not be parsed, {} matched",
+            s.lines, s.parsed, s.unparsed, s.detections
+        );
+        total += s;
+        Ok(())
+    };
+    if files.is_empty() {
+        one("-", &mut std::io::stdin().lock())?;
+    }
+    for path in files {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        one(&path.display().to_string(), &mut BufReader::with_capacity(1 << 20, file))?;
+    }
+    out.flush().context("writing the matches")?;
     Ok(total)
 }
 

@@ -521,12 +521,7 @@ type Report<'a> = dyn FnMut(std::ops::Range<usize>, &str, String, &str) + 'a;
 
 /// Opens the GeoIP databases and reads the schools CSV; their own errors name the file (and
 /// the CSV line), the place given here is the key in the configuration.
-fn build_enricher(
-    text: &str,
-    base: &Path,
-    raw: &EnrichConfig,
-    at: &mut Report<'_>,
-) -> collector::Enricher {
+fn build_enricher(text: &str, base: &Path, raw: &EnrichConfig, at: &mut Report<'_>) -> collector::Enricher {
     let key_span = |key: &str| text.find(&format!("{key} ")).or_else(|| text.find(key)).map_or(0..0, |i| i..i);
     let geo = raw.geoip.as_ref().and_then(|geo| {
         let resolved = collector::GeoIpConfig {

@@ -103,8 +103,12 @@ enum Command {
         /// Rule directory; the built-in rules when absent.
         #[arg(long, value_name = "DIR")]
         rules: Option<PathBuf>,
+        /// Print every line a rule's conditions match (before windows and suppression), like
+        /// fail2ban-regex's matched lines, instead of detections.
+        #[arg(long)]
+        matches: bool,
         /// Run the rule tests (*.test.yml) of this directory instead of analysing logs.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["rules", "files"])]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["rules", "files", "matches"])]
         test: Option<PathBuf>,
         /// The parser (as for `vigie parse`).
         #[arg(long, short, default_value = "auto", value_name = "FORMAT")]
@@ -176,11 +180,12 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => report(Err(e)),
         },
-        Command::Analyze { rules, test: None, format, log_format, time_zone, files } => {
+        Command::Analyze { rules, matches, test: None, format, log_format, time_zone, files } => {
+            let mode = if matches { analyze::Mode::Matches } else { analyze::Mode::Detections };
             let stdout = std::io::stdout();
+            let out = stdout.lock();
             report(
-                analyze::run(rules.as_deref(), &format, log_format.as_deref(), &time_zone, &files, stdout.lock())
-                    .map(drop),
+                analyze::run(mode, rules.as_deref(), &format, log_format.as_deref(), &time_zone, &files, out).map(drop),
             )
         }
         Command::Archive(ArchiveCommand::Stats { data }) => report((|| {

@@ -141,6 +141,13 @@ pub(crate) struct Rule {
     evidence: Option<String>,
 }
 
+impl Rule {
+    /// True for a rule whose conditions only test the kind of event (category, dataset).
+    fn counts_every_event(&self) -> bool {
+        self.conditions.iter().all(|c| c.fields.iter().all(|f| matches!(f, Field::Category | Field::Dataset)))
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {
     Signature,
@@ -415,6 +422,19 @@ impl RuleSet {
     /// The rules whose per-event conditions hold for `event`, with the offender key, before
     /// any window or suppression: what a threshold rule would count, what a signature would
     /// flag. Used to explain a rule and to compare with peers that judge line by line.
+    /// Like [`RuleSet::matching`], without the volume rules whose conditions only say what
+    /// kind of event it is (a flood rule counts every request): the lines that say something
+    /// on their own, as `fail2ban-regex` lists matched lines.
+    pub fn matching_lines(&self, event: &collector::Event) -> Vec<RuleMatch> {
+        let view = EventView::new(event);
+        self.rules
+            .iter()
+            .filter(|r| !r.counts_every_event())
+            .filter(|r| r.matches(&view).is_some())
+            .filter_map(|r| Some(RuleMatch { rule: r.id.to_string(), key: r.key(&view)? }))
+            .collect()
+    }
+
     pub fn matching(&self, event: &collector::Event) -> Vec<RuleMatch> {
         let view = EventView::new(event);
         self.rules
