@@ -96,18 +96,19 @@ fn parse_stream(
         summary.lines += 1;
         let end = buf.len() - usize::from(buf.ends_with(b"\n")) - usize::from(buf.ends_with(b"\r\n"));
         let line = String::from_utf8_lossy(&buf[..end]);
-        let json = match parser.parse(&line, ctx) {
+        match parser.parse(&line, ctx) {
             Ok(mut event) => {
                 summary.parsed += 1;
                 event.id = collector::EventId::at(name, summary.lines);
-                event.to_ecs_json()
+                event.write_ecs_json(out)?;
             }
             Err(e) => {
                 summary.errors += 1;
-                serde_json::json!({ "error": { "message": e.to_string(), "line": summary.lines, "file": name } })
+                let error =
+                    serde_json::json!({ "error": { "message": e.to_string(), "line": summary.lines, "file": name } });
+                serde_json::to_writer(&mut *out, &error)?;
             }
-        };
-        serde_json::to_writer(&mut *out, &json)?;
+        }
         out.write_all(b"\n")?;
     }
     Ok(summary)

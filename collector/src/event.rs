@@ -161,36 +161,286 @@ impl Event {
     /// The event as nested ECS JSON (`{"source": {"ip": …}}`), the shape of Elastic's
     /// documents and expected-output files; `url.original` is rebuilt from path and query.
     pub fn to_ecs_json(&self) -> serde_json::Value {
-        let flat = match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => unreachable!("an Event always serialises to a JSON object"),
-        };
-        let mut root = serde_json::Map::new();
-        for (key, value) in flat {
-            insert_dotted(&mut root, &key, value);
-        }
-        if let Some(path) = &self.url_path {
-            let original = match &self.url_query {
-                Some(q) => format!("{path}?{q}"),
-                None => path.clone(),
-            };
-            insert_dotted(&mut root, "url.original", serde_json::Value::String(original));
-        }
-        serde_json::Value::Object(root)
+        serde_json::to_value(ecs::Doc::of(self)).expect("an Event always serialises")
+    }
+
+    /// Writes [`Event::to_ecs_json`]'s document straight to `out`, without building it in
+    /// memory first (the hot path of `vigie parse`).
+    pub fn write_ecs_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(out, &ecs::Doc::of(self)).map_err(std::io::Error::from)
     }
 }
 
-fn insert_dotted(root: &mut serde_json::Map<String, serde_json::Value>, key: &str, value: serde_json::Value) {
-    match key.split_once('.') {
-        // `@timestamp` and other undotted keys stay at the top.
-        None => {
-            root.insert(key.to_owned(), value);
+/// The nested ECS shape of an [`Event`], borrowed from it field by field.
+mod ecs {
+    use std::borrow::Cow;
+    use std::net::IpAddr;
+
+    use serde::Serialize;
+
+    use super::{Category, Event};
+
+    /// True when nothing in a part is set: the part is left out, as absent fields are.
+    trait Empty {
+        fn empty(&self) -> bool;
+    }
+
+    impl<T> Empty for Option<T> {
+        fn empty(&self) -> bool {
+            self.is_none()
         }
-        Some((head, rest)) => {
-            let child =
-                root.entry(head.to_owned()).or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-            if let serde_json::Value::Object(map) = child {
-                insert_dotted(map, rest, value);
+    }
+
+    macro_rules! empty_when_all_empty {
+        ($($ty:ty { $($field:ident),+ })*) => {$(
+            impl Empty for $ty {
+                fn empty(&self) -> bool {
+                    $(self.$field.empty())&&+
+                }
+            }
+        )*};
+    }
+
+    #[derive(Serialize)]
+    struct Geo<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        country_iso_code: Option<&'a str>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        city_name: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    struct AsOrganization<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        name: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    struct AutonomousSystem<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        number: Option<u32>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        organization: AsOrganization<'a>,
+    }
+
+    #[derive(Serialize)]
+    struct Endpoint<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        ip: Option<IpAddr>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        port: Option<u16>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        bytes: Option<u64>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        geo: Geo<'a>,
+        #[serde(rename = "as", skip_serializing_if = "Empty::empty")]
+        autonomous_system: AutonomousSystem<'a>,
+    }
+
+    #[derive(Serialize)]
+    struct Network<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        transport: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    struct User<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        name: Option<&'a str>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        roles: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    struct Request<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        method: Option<&'a str>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        referrer: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    struct Response {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        status_code: Option<u16>,
+    }
+
+    #[derive(Serialize)]
+    struct Http<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        request: Request<'a>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        response: Response,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        version: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    struct Url<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        original: Option<Cow<'a, str>>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        path: Option<&'a str>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        query: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    struct Named<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        name: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    struct Original<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        original: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    struct Ingress<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        interface: Named<'a>,
+    }
+
+    #[derive(Serialize)]
+    struct Observer<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        hostname: Option<&'a str>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        ingress: Ingress<'a>,
+    }
+
+    #[derive(Serialize)]
+    struct Log<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        level: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    struct Organization<'a> {
+        #[serde(skip_serializing_if = "Empty::empty")]
+        id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        name: Option<&'a str>,
+    }
+
+    empty_when_all_empty! {
+        Geo<'_> { country_iso_code, city_name }
+        AsOrganization<'_> { name }
+        AutonomousSystem<'_> { number, organization }
+        Endpoint<'_> { ip, port, bytes, geo, autonomous_system }
+        Network<'_> { transport }
+        User<'_> { name, roles }
+        Request<'_> { method, referrer }
+        Response { status_code }
+        Http<'_> { request, response, version }
+        Url<'_> { original, path, query }
+        Named<'_> { name }
+        Original<'_> { original }
+        Ingress<'_> { interface }
+        Observer<'_> { hostname, ingress }
+        Log<'_> { level }
+        Organization<'_> { id, name }
+    }
+
+    #[derive(Serialize)]
+    struct EventPart<'a> {
+        id: &'a str,
+        dataset: &'a str,
+        category: Category,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        action: Option<&'a str>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        duration: Option<u64>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        timezone_offset_seconds: Option<i32>,
+        original: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Doc<'a> {
+        #[serde(rename = "@timestamp")]
+        timestamp: jiff::Timestamp,
+        event: EventPart<'a>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        source: Endpoint<'a>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        destination: Endpoint<'a>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        network: Network<'a>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        user: User<'a>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        http: Http<'a>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        url: Url<'a>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        user_agent: Original<'a>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        observer: Observer<'a>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        rule: Named<'a>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        log: Log<'a>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        message: Option<&'a str>,
+        #[serde(skip_serializing_if = "Empty::empty")]
+        organization: Organization<'a>,
+    }
+
+    impl<'a> Doc<'a> {
+        pub(super) fn of(e: &'a Event) -> Doc<'a> {
+            let s = |v: &'a Option<String>| v.as_deref();
+            let original = e.url_path.as_deref().map(|path| match &e.url_query {
+                Some(q) => Cow::Owned(format!("{path}?{q}")),
+                None => Cow::Borrowed(path),
+            });
+            Doc {
+                timestamp: e.timestamp,
+                event: EventPart {
+                    id: e.id.as_str(),
+                    dataset: &e.dataset,
+                    category: e.category,
+                    action: s(&e.action),
+                    duration: e.duration_ns,
+                    timezone_offset_seconds: e.utc_offset_seconds,
+                    original: &e.original,
+                },
+                source: Endpoint {
+                    ip: e.source_ip,
+                    port: e.source_port,
+                    bytes: e.source_bytes,
+                    geo: Geo { country_iso_code: s(&e.source_country), city_name: s(&e.source_city) },
+                    autonomous_system: AutonomousSystem {
+                        number: e.source_as_number,
+                        organization: AsOrganization { name: s(&e.source_as_organization) },
+                    },
+                },
+                destination: Endpoint {
+                    ip: e.destination_ip,
+                    port: e.destination_port,
+                    bytes: e.destination_bytes,
+                    geo: Geo { country_iso_code: None, city_name: None },
+                    autonomous_system: AutonomousSystem { number: None, organization: AsOrganization { name: None } },
+                },
+                network: Network { transport: s(&e.transport) },
+                user: User { name: s(&e.user_name), roles: s(&e.user_role) },
+                http: Http {
+                    request: Request { method: s(&e.http_method), referrer: s(&e.http_referrer) },
+                    response: Response { status_code: e.http_status },
+                    version: s(&e.http_version),
+                },
+                url: Url { original, path: s(&e.url_path), query: s(&e.url_query) },
+                user_agent: Original { original: s(&e.user_agent) },
+                observer: Observer {
+                    hostname: s(&e.observer_hostname),
+                    ingress: Ingress { interface: Named { name: s(&e.observer_ingress_interface) } },
+                },
+                rule: Named { name: s(&e.rule_name) },
+                log: Log { level: s(&e.log_level) },
+                message: s(&e.message),
+                organization: Organization { id: s(&e.school_uai), name: s(&e.school_name) },
             }
         }
     }
@@ -223,5 +473,66 @@ mod tests {
         assert_eq!(json["@timestamp"], "2025-04-07T12:30:00Z");
         assert_eq!(json["event"]["dataset"], "apache.access");
         assert!(json.get("destination").is_none(), "absent fields are left out");
+    }
+
+    /// The nested document holds exactly the flat serialisation's fields, nested by their
+    /// dots (plus `url.original`): checked on an event with every field set.
+    #[test]
+    fn ecs_json_agrees_with_the_flat_field_names() {
+        let full = Event {
+            id: EventId::at("web", 7),
+            timestamp: "2025-04-07T12:30:00Z".parse().unwrap(),
+            utc_offset_seconds: Some(7200),
+            dataset: "apache.access".into(),
+            category: Category::Web,
+            action: Some("consultation".into()),
+            duration_ns: Some(1500),
+            source_ip: Some("192.0.2.1".parse().unwrap()),
+            source_port: Some(51000),
+            destination_ip: Some("192.0.2.10".parse().unwrap()),
+            destination_port: Some(443),
+            transport: Some("tcp".into()),
+            source_bytes: Some(10),
+            destination_bytes: Some(20),
+            user_name: Some("lea".into()),
+            http_method: Some("GET".into()),
+            http_version: Some("1.1".into()),
+            http_status: Some(200),
+            http_referrer: Some("-".into()),
+            url_path: Some("/a".into()),
+            url_query: Some("b=1".into()),
+            user_agent: Some("curl".into()),
+            observer_hostname: Some("ent".into()),
+            observer_ingress_interface: Some("eth0".into()),
+            rule_name: Some("DROP".into()),
+            log_level: Some("error".into()),
+            message: Some("m".into()),
+            source_country: Some("FR".into()),
+            source_city: Some("Lyon".into()),
+            source_as_number: Some(3215),
+            source_as_organization: Some("Orange".into()),
+            user_role: Some("eleve".into()),
+            school_uai: Some("0692011T".into()),
+            school_name: Some("École".into()),
+            original: "line".into(),
+        };
+        let serde_json::Value::Object(flat) = serde_json::to_value(&full).unwrap() else { panic!() };
+        let nested = full.to_ecs_json();
+        let mut count = 0;
+        for (key, value) in &flat {
+            let pointer = if key.starts_with('@') { format!("/{key}") } else { format!("/{}", key.replace('.', "/")) };
+            assert_eq!(nested.pointer(&pointer), Some(value), "{key}");
+            count += 1;
+        }
+        fn leaves(v: &serde_json::Value) -> usize {
+            match v {
+                serde_json::Value::Object(m) => m.values().map(leaves).sum(),
+                _ => 1,
+            }
+        }
+        assert_eq!(leaves(&nested), count + 1, "only url.original is added");
+        let mut written = Vec::new();
+        full.write_ecs_json(&mut written).unwrap();
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&written).unwrap(), nested);
     }
 }

@@ -297,24 +297,43 @@ impl Template {
 
 /// Offsets in `haystack` where `needle` starts, skipping backslash escapes (`\"` inside a
 /// quoted field is not the closing quote).
-fn occurrences<'a>(haystack: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a {
+fn occurrences<'a>(haystack: &'a str, needle: &'a str) -> Box<dyn Iterator<Item = usize> + 'a> {
     let bytes = haystack.as_bytes();
-    let first = needle.as_bytes().first().copied();
+    let Some(&first) = needle.as_bytes().first() else {
+        // An empty literal matches at every character boundary outside an escape.
+        let mut i = 0;
+        return Box::new(std::iter::from_fn(move || {
+            while i <= bytes.len() {
+                let at = i;
+                if at < bytes.len() && bytes[at] == b'\\' {
+                    i += 2;
+                    continue;
+                }
+                i += 1;
+                if haystack.is_char_boundary(at) {
+                    return Some(at);
+                }
+            }
+            None
+        }));
+    };
     let mut i = 0;
-    std::iter::from_fn(move || {
-        while i <= bytes.len() {
-            let at = i;
-            if at < bytes.len() && bytes[at] == b'\\' && first != Some(b'\\') {
-                i += 2;
+    Box::new(std::iter::from_fn(move || {
+        while i < bytes.len() {
+            // Jump straight to the next candidate: the literal's first byte, or an escape.
+            let at = i + bytes[i..].iter().position(|&b| b == first || b == b'\\')?;
+            if bytes[at] == b'\\' && first != b'\\' {
+                i = at + 2;
                 continue;
             }
-            i += 1;
-            if haystack.is_char_boundary(at) && haystack[at..].starts_with(needle) {
+            i = at + 1;
+            // `first` starts a UTF-8 character (the literal is a str), so `at` is a boundary.
+            if bytes[at..].starts_with(needle.as_bytes()) {
                 return Some(at);
             }
         }
         None
-    })
+    }))
 }
 
 fn describe(field: &Field, directive: &str) -> String {
