@@ -49,16 +49,16 @@ impl Normalizer {
         let mut rejected = false;
         for record in records {
             let outcome = match self.parsers.get(&record.source) {
-                Some(parser) => parser.parse(&record.line, &ctx).map_err(|e| e.to_string()),
-                None => Err(format!("no parser is configured for source {}", record.source)),
+                Some(parser) => parser.parse(&record.line, &ctx).map_err(|e| (e.expected().to_owned(), e.to_string())),
+                None => Err(("no parser".to_owned(), format!("no parser is configured for source {}", record.source))),
             };
             match outcome {
                 Ok(mut event) => {
                     event.id = EventId::at(&record.source, record.position);
                     events.push(event);
                 }
-                Err(reason) => {
-                    self.metrics.parse_failure(&record.source);
+                Err((kind, reason)) => {
+                    self.metrics.parse_failure(&record.source, &kind);
                     self.dead_letter.push(record, &reason)?;
                     rejected = true;
                 }

@@ -18,6 +18,16 @@ struct SourceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabel {
+    source: String,
+    reason: String,
+}
+
+/// Distinct failure reasons kept per source; further ones are counted as `other`, so that
+/// hostile input cannot grow the label set.
+const MAX_REASONS: usize = 32;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabel {
     stage: &'static str,
 }
@@ -26,7 +36,8 @@ struct StageLabel {
 #[derive(Clone, Debug, Default)]
 pub struct PipelineMetrics {
     records_read: Family<SourceLabel, Counter>,
-    parse_failures: Family<SourceLabel, Counter>,
+    parse_failures: Family<FailureLabel, Counter>,
+    reasons: Arc<Mutex<std::collections::HashSet<(String, String)>>>,
     events_in: Family<StageLabel, Counter>,
     events_out: Family<StageLabel, Counter>,
     queue_depth: Family<StageLabel, Gauge>,
@@ -39,7 +50,7 @@ impl PipelineMetrics {
         registry.register("vigie_source_records", "Records read by each source", m.records_read.clone());
         registry.register(
             "vigie_parse_failures",
-            "Lines that could not be parsed (kept in the data directory's dead-letter files)",
+            "Lines that could not be parsed, by source and reason (kept in the data directory's dead-letter files)",
             m.parse_failures.clone(),
         );
         registry.register("vigie_stage_events_in", "Events received by each pipeline stage", m.events_in.clone());
@@ -61,8 +72,20 @@ impl PipelineMetrics {
         self.records_read.get_or_create(&SourceLabel { source: source.to_owned() }).inc_by(n as u64);
     }
 
-    pub fn parse_failure(&self, source: &str) {
-        self.parse_failures.get_or_create(&SourceLabel { source: source.to_owned() }).inc();
+    /// Counts a rejected line; `reason` is what the parser expected (bounded, see [`MAX_REASONS`]).
+    pub fn parse_failure(&self, source: &str, reason: &str) {
+        let reason = {
+            let mut seen = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (source.to_owned(), reason.to_owned());
+            let per_source = seen.iter().filter(|(s, _)| s == source).count();
+            if seen.contains(&key) || per_source < MAX_REASONS {
+                seen.insert(key);
+                reason
+            } else {
+                "other"
+            }
+        };
+        self.parse_failures.get_or_create(&FailureLabel { source: source.to_owned(), reason: reason.to_owned() }).inc();
     }
 
     pub fn stage_in(&self, stage: &'static str, n: usize) {
@@ -125,6 +148,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn failure_reasons_are_bounded_per_source() {
+        let m = PipelineMetrics::default();
+        for i in 0..100 {
+            m.parse_failure("fw", &format!("reason {i}"));
+        }
+        m.parse_failure("fw", "reason 3");
+        assert_eq!(
+            m.parse_failures.get_or_create(&FailureLabel { source: "fw".into(), reason: "reason 3".into() }).get(),
+            2
+        );
+        let other = FailureLabel { source: "fw".into(), reason: "other".into() };
+        assert_eq!(m.parse_failures.get_or_create(&other).get(), 100 - MAX_REASONS as u64);
+    }
+
+    #[test]
     fn ready_only_when_every_task_runs() {
         let h = Health::default();
         assert!(!h.ready(), "nothing declared is not ready");
@@ -141,10 +179,13 @@ mod tests {
         let mut registry = Registry::default();
         let m = PipelineMetrics::register(&mut registry);
         m.stage_out("archive", 3);
-        m.parse_failure("apache");
+        m.parse_failure("apache", "an HTTP status code");
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("vigie_stage_events_out_total{stage=\"archive\"} 3"), "{text}");
-        assert!(text.contains("vigie_parse_failures_total{source=\"apache\"} 1"), "{text}");
+        assert!(
+            text.contains("vigie_parse_failures_total{source=\"apache\",reason=\"an HTTP status code\"} 1"),
+            "{text}"
+        );
     }
 }
