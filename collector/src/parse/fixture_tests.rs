@@ -392,6 +392,10 @@ mod never_panics {
         "<134>Jul  3 19:10:30 filterlog[72237]: 146,,,1535324496,igb1.12,match,block,in,6,0x0,,63,tcp,6,60,::1,::2,1,2",
         r#"id=firewall time="2025-04-07 14:30:00" tz=+0200 src=192.0.2.1 duration=1e308 sent=-1 logtype="connection""#,
         "2016/10/25 14:49:34 [error] 54053#0: *1 x, client: ::1, request: \"GET",
+        // Wrapped server lines, nested brackets and the vhost access layout (fail2ban's tests).
+        "Feb 15 16:23:40 srv httpd/backend1[22034]: [authz_core:error] [pid 22036] [client [2001:db8::1]:5] [remote 192.0.2.1:9] x",
+        "host nginx[23141]: host nginx: 2025/09/07 21:20:40 [error] 23141#23141: *24470 PAM, client: 192.0.2.120, server: w",
+        r#"www.sitename.com 192.0.2.222 - - [18/Aug/2024:21:08:39 +0100] "GET /filename.jpg HTTP/1.1" 403 332 "-" "Tr""#,
     ];
 
     proptest! {

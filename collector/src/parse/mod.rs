@@ -8,7 +8,8 @@
 //! zone of an Apache error log) comes from the [`ParseContext`].
 //!
 //! One module per format: `apache` (access + error), `nginx`, `netfilter`, `filterlog`
-//! (pfSense/OPNsense), `stormshield`, and `syslog` for the envelope firewall lines arrive in.
+//! (pfSense/OPNsense), `stormshield`, and `syslog` for the envelope firewall lines arrive in
+//! (and server error lines, when they go through syslog or the systemd journal).
 
 mod apache;
 mod common;

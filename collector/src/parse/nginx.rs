@@ -14,9 +14,9 @@ use nom::combinator::{all_consuming, opt, rest};
 use nom::error::context;
 
 use super::FormatError;
-use super::ParseContext;
 use super::common::{self, PErr, ParseError, ip, split_host_port, unescape};
 use super::template::{Field, Item, Template};
+use super::{ParseContext, syslog};
 use crate::{Category, Event};
 
 /// The predefined `combined` format.
@@ -129,8 +129,26 @@ pub(crate) fn compile(format: &str) -> Result<Template, FormatError> {
 
 const ERROR_DATASET: &str = "nginx.error";
 
+/// Whether `text` starts like an error log line, with `yyyy/mm/dd `.
+pub(crate) fn starts_with_error_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.get(4) == Some(&b'/')
+        && b.get(7) == Some(&b'/')
+        && b.get(10) == Some(&b' ')
+        && b.get(..4).is_some_and(|y| y.iter().all(u8::is_ascii_digit))
+}
+
+/// Parses an error log line, as written to a file or wrapped by syslog or the systemd
+/// journal (`host nginx[983478]: 2023/12/09 21:35:20 [error] ...`): the line keeps its own
+/// date, the envelope gives the host when the message names no server.
 pub(crate) fn parse_error_log(line: &str, ctx: &ParseContext) -> Result<Event, ParseError> {
     let text = line.trim_end_matches(['\r', '\n']);
+    let wrapped = if starts_with_error_date(text) {
+        None
+    } else {
+        syslog::program_envelope(text, ctx).filter(|(body, _)| starts_with_error_date(body))
+    };
+    let (body, host) = wrapped.map_or((text, None), |(body, env)| (body, env.hostname));
     let mut ev = Event {
         dataset: ERROR_DATASET.to_owned(),
         category: Category::Diagnostic,
@@ -164,7 +182,7 @@ pub(crate) fn parse_error_log(line: &str, ctx: &ParseContext) -> Result<Event, P
         ev.message = Some(message.to_owned());
         Ok(())
     }
-    header(text, ctx, &mut ev).map_err(|e| ParseError::from_nom(ERROR_DATASET, text, e))?;
+    header(body, ctx, &mut ev).map_err(|e| ParseError::from_nom(ERROR_DATASET, text, e))?;
     let message = ev.message.clone().unwrap_or_default();
     // Context nginx appends after the message: `, client: 1.2.3.4, server: x, request: "GET / HTTP/1.1"`.
     if let Some(client) = context_value(&message, ", client: ") {
@@ -172,9 +190,8 @@ pub(crate) fn parse_error_log(line: &str, ctx: &ParseContext) -> Result<Event, P
         ev.source_ip = ip(host);
         ev.source_port = port;
     }
-    if let Some(server) = context_value(&message, ", server: ") {
-        ev.observer_hostname = Some(server.to_owned());
-    }
+    ev.observer_hostname =
+        context_value(&message, ", server: ").filter(|server| !server.is_empty()).or(host).map(str::to_owned);
     if let Some(request) = quoted_context(&message, ", request: \"") {
         let request = unescape(request);
         let mut parts = request.splitn(3, ' ');
@@ -270,6 +287,57 @@ mod tests {
         assert!(err.to_string().contains("missing }"), "{err}");
         let err = compile("'$status").unwrap_err();
         assert!(err.to_string().contains("unterminated"), "{err}");
+    }
+
+    #[test]
+    fn error_lines_from_the_systemd_journal() {
+        // nginx-http-auth:22 and :25, nginx-limit-req:29 in fail2ban's tests
+        // (shared/data/peer/fail2ban): journal messages, the second logged by nginx through
+        // syslog so that `host nginx:` repeats.
+        let cases = [
+            (
+                r#"host nginx[983478]: 2023/12/09 21:35:20 [error] 983478#983478: *3 user "fakeusername" was not found in "/var/lib/nginx/htpasswd-for-host.example.com", client: 192.0.2.3, server: host.example.com, request: "GET / HTTP/2.0", host: "host.example.com""#,
+                "192.0.2.3",
+                "error",
+                "2023-12-09T20:35:20Z",
+            ),
+            (
+                r#"host nginx[23141]: host nginx: 2025/09/07 21:20:40 [error] 23141#23141: *24470 PAM: user 'username' - not authenticated: Authentication failure, client: 192.0.2.120, server: webdav.sub.domain, request: "GET / HTTP/2.0", host: "webdav.sub.domain""#,
+                "192.0.2.120",
+                "error",
+                "2025-09-07T19:20:40Z",
+            ),
+            (
+                r#"host nginx[983479]: 2023/12/09 21:35:20 [notice] 983479#983479: *22174 limiting requests, excess: 1.495 by zone "one", client: 192.0.2.2, server: example.com, request: "GET /index.htm HTTP/1.1", host: "example.com", referrer: "https://example.com""#,
+                "192.0.2.2",
+                "notice",
+                "2023-12-09T20:35:20Z",
+            ),
+        ];
+        for (line, ip, level, time) in cases {
+            let ev = parse_error_log(line, &ctx()).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(ev.source_ip, Some(ip.parse().unwrap()), "{line}");
+            assert_eq!(ev.log_level.as_deref(), Some(level), "{line}");
+            assert_eq!(ev.timestamp.to_string(), time, "{line}");
+            assert_eq!(ev.dataset, "nginx.error");
+            assert_eq!(ev.original, line);
+        }
+        let ev = parse_error_log(cases[1].0, &ctx()).unwrap();
+        assert!(ev.message.unwrap().starts_with("PAM: user 'username'"));
+        // journalctl -o short-iso; with no `server:` the envelope's host is the observer.
+        let ev = parse_error_log(
+            "2025-04-07T09:00:00+0200 web1 nginx[1]: 2025/04/07 09:00:00 [notice] 1#1: signal process started",
+            &ctx(),
+        )
+        .unwrap();
+        assert_eq!(ev.observer_hostname.as_deref(), Some("web1"));
+        assert_eq!(ev.message.as_deref(), Some("signal process started"));
+        // A wrapped line that is not an nginx error line is reported against nginx's date.
+        let err = parse_error_log("host sshd[1]: Failed password for root", &ctx()).unwrap_err();
+        assert_eq!(err.column(), 1);
+        // Errors inside a wrapped line point into the whole line.
+        let err = parse_error_log("host nginx[1]: 2025/04/07 09:00:00 [notice] x#1: y", &ctx()).unwrap_err();
+        assert_eq!((err.column(), err.expected()), (45, "a process id"));
     }
 
     #[test]

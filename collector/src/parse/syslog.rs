@@ -1,5 +1,6 @@
-//! The syslog envelope firewall lines arrive in: RFC 3164 (BSD, with or without a hostname),
-//! RFC 5424, and the common hybrid of an RFC 3339 time in a BSD-style header.
+//! The syslog envelope firewall lines (and server error lines sent to syslog or the journal)
+//! arrive in: RFC 3164 (BSD, with or without a hostname), RFC 5424, and the common hybrid of
+//! an RFC 3339 time in a BSD-style header.
 //!
 //! Specifications: RFC 3164 <https://datatracker.ietf.org/doc/html/rfc3164> §4.1
 //! (`<PRI>Mmm dd hh:mm:ss HOST TAG: MSG`, no year, no zone) and RFC 5424
@@ -171,6 +172,47 @@ pub(crate) fn optional_envelope<'a>(input: &'a str, ctx: &ParseContext) -> (&'a 
     }
 }
 
+/// The header a program's own log line gets when it goes through syslog or the systemd
+/// journal: an envelope as above, or the journal's `HOST TAG[pid]: ` without a time
+/// (`journalctl -o cat`-style exports, fail2ban's `logtype: journal`). Unlike [`envelope`],
+/// the tag is required: it is what tells a wrapped server line from an access line that
+/// starts with a host name.
+///
+/// When the server itself logs through syslog into the journal, the message repeats
+/// `HOST TAG: ` (nginx `error_log syslog:`, fail2ban gh-4071); that repetition is removed.
+pub(crate) fn program_envelope<'a>(input: &'a str, ctx: &ParseContext) -> Option<(&'a str, Envelope<'a>)> {
+    let (rest, env) = match envelope(input, ctx) {
+        Ok(found) => found,
+        Err(_) => untimed(input)?,
+    };
+    let app = env.app?;
+    let rest = env
+        .hostname
+        .and_then(|host| rest.strip_prefix(host)?.strip_prefix(' ')?.strip_prefix(app)?.strip_prefix(": "))
+        .unwrap_or(rest);
+    Some((rest, env))
+}
+
+/// `HOST TAG[pid]: MSG` or `TAG[pid]: MSG`, with no time.
+fn untimed(input: &str) -> Option<(&str, Envelope<'_>)> {
+    let mut env = Envelope { priority: None, time: None, hostname: None, app: None, procid: None };
+    let (first, after) = input.split_once(' ')?;
+    let (tag, rest) = match tag_token(first) {
+        Some(tag) => (tag, after),
+        None => {
+            let hostname_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
+            if first.is_empty() || !first.bytes().all(hostname_char) {
+                return None;
+            }
+            env.hostname = Some(first);
+            let (second, rest) = after.split_once(' ')?;
+            (tag_token(second)?, rest)
+        }
+    };
+    (env.app, env.procid) = (Some(tag.0), tag.1);
+    Some((rest.trim_start_matches(' '), env))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +271,40 @@ mod tests {
         assert_eq!(env.hostname, Some("Hostname"));
         assert_eq!(env.app, Some("kernel"));
         assert_eq!(env.priority, None);
+    }
+
+    #[test]
+    fn program_envelope_with_time_without_time_and_repeated_header() {
+        // apache-auth:153 in fail2ban's tests: `ErrorLog syslog` with a tag carrying a path.
+        let line = "Feb 15 16:23:40 srv httpd/backend1[22034]: [authz_core:error] [pid 22036] x";
+        let (msg, env) = program_envelope(line, &ctx()).unwrap();
+        assert_eq!(msg, "[authz_core:error] [pid 22036] x");
+        assert_eq!((env.hostname, env.app, env.procid), (Some("srv"), Some("httpd/backend1"), Some("22034")));
+        assert_eq!(env.time.unwrap().0.to_string(), "2025-02-15T15:23:40Z");
+        // nginx-http-auth:22: a journal message without the journal's own time.
+        let line = "host nginx[983478]: 2023/12/09 21:35:20 [error] 983478#983478: *3 user";
+        let (msg, env) = program_envelope(line, &ctx()).unwrap();
+        assert_eq!(msg, "2023/12/09 21:35:20 [error] 983478#983478: *3 user");
+        assert_eq!((env.hostname, env.app, env.procid, env.time), (Some("host"), Some("nginx"), Some("983478"), None));
+        // nginx-http-auth:25: nginx logged through syslog into the journal repeats `host nginx: `.
+        let line = "host nginx[23141]: host nginx: 2025/09/07 21:20:40 [error] 23141#23141: *24470 PAM";
+        let (msg, _) = program_envelope(line, &ctx()).unwrap();
+        assert_eq!(msg, "2025/09/07 21:20:40 [error] 23141#23141: *24470 PAM");
+        // journalctl -o short-iso.
+        let line = "2023-12-09T21:35:20+0100 host nginx[1]: 2023/12/09 21:35:20 [error] 1#1: x";
+        let (msg, env) = program_envelope(line, &ctx()).unwrap();
+        assert!(msg.starts_with("2023/12/09"), "{msg}");
+        assert_eq!(env.time, Some(("2023-12-09T20:35:20Z".parse().unwrap(), 3600)));
+        // No tag, no program: access lines and bare text are not wrapped lines.
+        for line in [
+            r#"www.sitename.com 192.0.2.222 - - [18/Aug/2024:21:08:39 +0100] "GET / HTTP/1.1" 403 332"#,
+            r#"192.0.2.1 - - [18/Aug/2024:21:08:39 +0100] "GET /a: b HTTP/1.1" 403 332"#,
+            "Feb 15 16:23:00 srv [error] x",
+            "nginx[1]:",
+            "",
+        ] {
+            assert_eq!(program_envelope(line, &ctx()), None, "{line}");
+        }
     }
 
     #[test]

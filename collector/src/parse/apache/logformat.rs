@@ -21,6 +21,11 @@ pub(crate) const COMMON: &str = r#"%h %l %u %t "%r" %>s %b"#;
 pub(crate) const COMBINED: &str = r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i""#;
 /// Debian's `vhost_combined` (its `apache2.conf`): server name and port first, `%O` bytes.
 pub(crate) const VHOST_COMBINED: &str = r#"%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i""#;
+/// `vhost_combined` without the port (`%v %h ...`), as some distributions and hosts write it
+/// (fail2ban's `apache-badbots` test log, gh-1594).
+pub(crate) const VHOST_COMBINED_NO_PORT: &str = r#"%v %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i""#;
+/// Apache's "Common Log Format with Virtual Host" (mod_log_config documentation).
+pub(crate) const VHOST_COMMON: &str = r#"%v %h %l %u %t "%r" %>s %b"#;
 
 /// One directive as written: `%>s` is (`>`, None, 's'), `%{Referer}i` is ("", Some("Referer"), 'i').
 struct Directive<'a> {

@@ -4,4 +4,4 @@ mod error_log;
 mod logformat;
 
 pub(crate) use error_log::parse as parse_error_log;
-pub(crate) use logformat::{COMBINED, COMMON, VHOST_COMBINED, compile};
+pub(crate) use logformat::{COMBINED, COMMON, VHOST_COMBINED, VHOST_COMBINED_NO_PORT, VHOST_COMMON, compile};
