@@ -5,6 +5,7 @@ mod analyze;
 mod check_config;
 mod crash;
 mod demo;
+mod fail2ban;
 mod parse;
 mod support;
 mod syslog;
