@@ -171,7 +171,8 @@ pub(crate) struct SourceConfig {
     /// `file` (follow a log file), `syslog` (receive from firewalls and servers) or `demo`
     /// (generated ENT traffic).
     pub(crate) kind: Spanned<String>,
-    /// For `file`: the path to follow.
+    /// For `file`: the path to follow, or a pattern (`/var/log/apache2/*access.log`) whose
+    /// every matching file is followed (new ones are found within seconds).
     pub(crate) path: Option<PathBuf>,
     /// For `file` and `syslog`: the parser (`apache_combined`, `netfilter`, … — `vigie
     /// check-config` lists them). Syslog defaults to `auto`.

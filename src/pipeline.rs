@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use collector::source::demo::{DemoSource, Scenario};
-use collector::source::{CheckpointStore, FileSource, SourceOptions, run_source};
+use collector::source::{CheckpointStore, GlobSource, SourceOptions, run_source};
 use collector::{Batch, DeadLetter, Event, Health, Normalizer, PipelineMetrics, RawRecord};
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
@@ -137,7 +137,11 @@ pub(crate) async fn run(
         match &source.kind {
             SourceKind::File { path, format, start_at_end } => {
                 normalizer.add_source(&source.id, collector::parse::Parser::new(format)?);
-                let src = FileSource::new(source.id.as_str(), path).start_at_end(*start_at_end);
+                // Every file source goes through GlobSource, even for one path: it numbers the
+                // files and their rotations into the event ids, so a rotated file never reuses
+                // the ids (and so never replaces the archived records) of the one before it.
+                let pattern = path.to_str().with_context(|| format!("source {}: path is not UTF-8", source.id))?;
+                let src = GlobSource::new(source.id.as_str(), pattern)?.start_at_end(*start_at_end);
                 spawn(name, Box::pin(async move { Ok(run_source(src, store, tx, options, m, stop).await?) }));
             }
             SourceKind::Syslog { listen, format } => {

@@ -16,10 +16,11 @@ fn expectations(text: &str) -> BTreeMap<u64, (bool, Option<String>)> {
         if let Some(json) = line.strip_prefix("# failJSON:") {
             let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
             pending = Some((v["match"].as_bool().unwrap(), v["host"].as_str().map(str::to_owned)));
-        } else if !line.trim().is_empty() && !line.starts_with('#') {
-            if let Some(expect) = pending.take() {
-                out.insert(i as u64 + 1, expect);
-            }
+        } else if !line.trim().is_empty()
+            && !line.starts_with('#')
+            && let Some(expect) = pending.take()
+        {
+            out.insert(i as u64 + 1, expect);
         }
     }
     out

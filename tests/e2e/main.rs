@@ -6,6 +6,7 @@ mod check_config;
 mod crash;
 mod demo;
 mod fail2ban;
+mod files;
 mod parse;
 mod support;
 mod syslog;

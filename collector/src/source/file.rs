@@ -9,13 +9,21 @@
 //!   first bytes: the file is read again from the start. (Lines written between logrotate's
 //!   copy and its truncation, and not yet read, exist only in the copy: that is the known
 //!   limit of copytruncate for every log shipper.)
+//! - rename + compress (`compress`, or `delaycompress` one rotation later): after a restart the
+//!   inode is gone. The `.gz` beside the path whose decompressed content starts with the hashed
+//!   prefix is our file: it is decompressed, its first `position` bytes skipped, and the rest
+//!   read before the path. Positions in it are offsets in the decompressed content, the same as
+//!   in the file before compression, so a restart in the middle of it resumes exactly. A
+//!   checkpoint taken before anything was read (an empty prefix) cannot recognise its file
+//!   once compressed: those lines are not read (delaycompress avoids that).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 
 use super::{Checkpoint, Source, SourceError};
@@ -26,9 +34,9 @@ const PREFIX: u64 = 256;
 
 /// What a checkpoint says about the file it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Identity {
-    dev: u64,
-    ino: u64,
+pub(super) struct Identity {
+    pub(super) dev: u64,
+    pub(super) ino: u64,
     /// How many leading bytes `hash` covers (grows to [`PREFIX`] as the file is read).
     prefix_len: u64,
     hash: String,
@@ -39,7 +47,7 @@ impl Identity {
         format!("file-v1:{}:{}:{}:{}", self.dev, self.ino, self.prefix_len, self.hash)
     }
 
-    fn decode(text: &str) -> Option<Identity> {
+    pub(super) fn decode(text: &str) -> Option<Identity> {
         let mut parts = text.strip_prefix("file-v1:")?.split(':');
         let identity = Identity {
             dev: parts.next()?.parse().ok()?,
@@ -70,8 +78,35 @@ impl Identity {
 fn prefix_hash(file: &File, len: u64) -> std::io::Result<String> {
     let mut buf = vec![0; len as usize];
     file.read_exact_at(&mut buf, 0)?;
-    let digest = Sha256::digest(&buf);
-    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+    Ok(hash_bytes(&buf))
+}
+
+fn hash_bytes(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Does the decompressed content of the gzip file at `path` start with the prefix of `identity`?
+fn gzip_starts_with(path: &Path, identity: &Identity) -> std::io::Result<bool> {
+    let mut decoder = MultiGzDecoder::new(File::open(path)?);
+    let mut buf = Vec::with_capacity(identity.prefix_len as usize);
+    (&mut decoder).take(identity.prefix_len).read_to_end(&mut buf)?;
+    Ok(buf.len() as u64 == identity.prefix_len && hash_bytes(&buf) == identity.hash)
+}
+
+/// A compressed rotated file being read before the path, after a restart.
+struct Compressed {
+    path: PathBuf,
+    reader: BufReader<MultiGzDecoder<File>>,
+    /// Decompressed bytes still to skip to reach the checkpoint's position: skipped on the
+    /// blocking pool at the first read, since it may mean decompressing hundreds of megabytes.
+    skip: u64,
+}
+
+impl std::fmt::Debug for Compressed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compressed").field("path", &self.path).field("skip", &self.skip).finish_non_exhaustive()
+    }
 }
 
 /// A log file followed from a byte offset.
@@ -84,6 +119,9 @@ pub struct FileSource {
     /// Start at the end of the file when there is no checkpoint yet (skip history).
     start_at_end: bool,
     reader: Option<BufReader<File>>,
+    /// A compressed rotated file to finish first; while it is there, `identity` and
+    /// `position` are those of its content.
+    compressed: Option<Compressed>,
     identity: Identity,
     position: u64,
     /// Before the first open: only then may `start_at_end` skip what the file holds.
@@ -98,6 +136,7 @@ impl FileSource {
             one_shot: false,
             start_at_end: false,
             reader: None,
+            compressed: None,
             identity: Identity::default(),
             position: 0,
             fresh: true,
@@ -133,6 +172,17 @@ impl FileSource {
                 tracing::info!(source = %self.id, file = %path.display(), "finishing the rotated file first");
                 let identity = Identity::of(&file, position).map_err(|e| self.io_err(e))?;
                 return self.start(file, identity, position);
+            }
+            // Or renamed and compressed: another inode, but the same first bytes.
+            if let Some(path) = self.find_compressed(identity) {
+                tracing::info!(source = %self.id, file = %path.display(), position,
+                    "finishing the compressed rotated file first");
+                let file = File::open(&path).map_err(|e| self.io_err(e))?;
+                let reader = BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(file));
+                self.compressed = Some(Compressed { path, reader, skip: position });
+                self.identity = identity.clone();
+                self.position = position;
+                return Ok(true);
             }
         }
         let file = match File::open(&self.path) {
@@ -190,6 +240,71 @@ impl FileSource {
         Ok(None)
     }
 
+    /// A `.gz` file beside ours (`access.log.2.gz`, `access.log-20250407.gz`) whose content
+    /// starts with the hashed prefix of `identity`. An empty prefix matches every file, so it
+    /// names none. Unreadable candidates (a gzip still being written) are passed over.
+    fn find_compressed(&self, identity: &Identity) -> Option<PathBuf> {
+        if identity.prefix_len == 0 {
+            return None;
+        }
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else { return None };
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let name = name.to_string_lossy();
+        let mut candidates: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .filter(|entry| {
+                let candidate = entry.file_name();
+                let candidate = candidate.to_string_lossy();
+                candidate != name && candidate.starts_with(&*name) && candidate.ends_with(".gz")
+            })
+            .map(|entry| entry.path())
+            .collect();
+        // A stable order, so that the choice is the same at every restart.
+        candidates.sort();
+        candidates.into_iter().find(|path| match gzip_starts_with(path, identity) {
+            Ok(matches) => matches,
+            Err(error) => {
+                tracing::debug!(source = %self.id, file = %path.display(), %error, "compressed file not readable");
+                false
+            }
+        })
+    }
+
+    /// Reads the compressed rotated file; at its end, moves on to the path from its start.
+    async fn read_compressed(&mut self, mut compressed: Compressed, max: usize) -> Vec<RawRecord> {
+        let id = self.id.clone();
+        let start = self.position;
+        let (compressed, read) = tokio::task::spawn_blocking(move || {
+            let result = read_decompressed(&mut compressed, &id, start, max);
+            (compressed, result)
+        })
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+        match read {
+            Ok((records, position)) if !records.is_empty() => {
+                self.position = position;
+                self.compressed = Some(compressed);
+                records
+            }
+            Ok(_) => {
+                tracing::info!(source = %self.id, file = %compressed.path.display(), "compressed rotated file finished");
+                self.identity = Identity::default();
+                self.position = 0;
+                Vec::new()
+            }
+            Err(error) => {
+                // A corrupt archive would otherwise stop the source for good; the log says
+                // where to look for what was not read.
+                tracing::error!(source = %self.id, file = %compressed.path.display(), position = self.position,
+                    %error, "cannot decompress the rotated file; the rest of it is skipped");
+                self.identity = Identity::default();
+                self.position = 0;
+                Vec::new()
+            }
+        }
+    }
+
     /// True when the path now names another file, or ours shrank or was rewritten.
     fn replaced_or_truncated(&self) -> bool {
         let Ok(file) = File::open(&self.path) else { return false };
@@ -238,10 +353,16 @@ impl Source for FileSource {
     }
 
     async fn read(&mut self, max: usize) -> Result<Option<Vec<RawRecord>>, SourceError> {
+        if let Some(compressed) = self.compressed.take() {
+            return Ok(Some(self.read_compressed(compressed, max).await));
+        }
         if self.reader.is_none() {
             let previous = (self.identity.clone(), self.position);
             let previous = (previous.0 != Identity::default()).then_some(previous);
             if !self.open(previous.as_ref().map(|(i, p)| (i, *p)))? {
+                return Ok(Some(Vec::new()));
+            }
+            if self.compressed.is_some() {
                 return Ok(Some(Vec::new()));
             }
         }
@@ -295,9 +416,47 @@ impl Source for FileSource {
 fn read_lines(
     reader: &mut BufReader<File>,
     source: &Arc<str>,
-    mut position: u64,
+    position: u64,
     max: usize,
 ) -> std::io::Result<(Vec<RawRecord>, u64)> {
+    let (records, position, partial) = read_lines_from(reader, source, position, max, false)?;
+    if partial > 0 {
+        // Incomplete line: step back so it is read whole next time.
+        reader.seek_relative(-(partial as i64))?;
+    }
+    Ok((records, position))
+}
+
+/// Reads up to `max` lines of the compressed file, after skipping to the checkpoint. The file
+/// is complete (logrotate compresses closed files), so a last line without newline is a line.
+fn read_decompressed(
+    compressed: &mut Compressed,
+    source: &Arc<str>,
+    position: u64,
+    max: usize,
+) -> std::io::Result<(Vec<RawRecord>, u64)> {
+    if compressed.skip > 0 {
+        let skipped = std::io::copy(&mut (&mut compressed.reader).take(compressed.skip), &mut std::io::sink())?;
+        if skipped < compressed.skip {
+            // Shorter than the checkpoint: already read whole before it was compressed.
+            compressed.skip = 0;
+            return Ok((Vec::new(), position));
+        }
+        compressed.skip = 0;
+    }
+    let (records, position, _) = read_lines_from(&mut compressed.reader, source, position, max, true)?;
+    Ok((records, position))
+}
+
+/// Reads up to `max` lines; returns them, the position after them, and how many bytes of an
+/// incomplete last line were consumed but not returned (none when `last_line_complete`).
+fn read_lines_from<R: BufRead>(
+    reader: &mut R,
+    source: &Arc<str>,
+    mut position: u64,
+    max: usize,
+    last_line_complete: bool,
+) -> std::io::Result<(Vec<RawRecord>, u64, usize)> {
     let mut records = Vec::new();
     let mut buf = Vec::with_capacity(512);
     while records.len() < max {
@@ -306,21 +465,25 @@ fn read_lines(
         if n == 0 {
             break;
         }
-        if buf.last() != Some(&b'\n') {
-            // Incomplete line: step back so it is read whole next time.
-            reader.seek_relative(-(n as i64))?;
-            break;
+        if buf.last() != Some(&b'\n') && !last_line_complete {
+            return Ok((records, position, n));
         }
         let line_start = position;
         position += n as u64;
-        let end = buf.len() - if buf.ends_with(b"\r\n") { 2 } else { 1 };
+        let end = if buf.ends_with(b"\r\n") {
+            buf.len() - 2
+        } else if buf.ends_with(b"\n") {
+            buf.len() - 1
+        } else {
+            buf.len()
+        };
         let line = String::from_utf8_lossy(&buf[..end]).into_owned();
         if line.is_empty() {
             continue;
         }
         records.push(RawRecord { source: source.clone(), position: line_start, line });
     }
-    Ok((records, position))
+    Ok((records, position, 0))
 }
 
 #[cfg(test)]
@@ -437,6 +600,77 @@ mod tests {
         assert_eq!(lines, ["fourth is longer than the rest"]);
     }
 
+    /// What logrotate does with `compress`: rename, then gzip (which removes the original).
+    fn rotate_compress(path: &Path, rotated: &str) {
+        let rotated = path.with_file_name(rotated);
+        std::fs::rename(path, &rotated).unwrap();
+        let content = std::fs::read(&rotated).unwrap();
+        let gz =
+            File::create(rotated.with_file_name(format!("{}.gz", rotated.file_name().unwrap().display()))).unwrap();
+        let mut encoder = flate2::write::GzEncoder::new(gz, flate2::Compression::default());
+        encoder.write_all(&content).unwrap();
+        encoder.finish().unwrap();
+        std::fs::remove_file(&rotated).unwrap();
+        std::fs::write(path, "").unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_restart_after_rotation_and_compression_finishes_the_compressed_file_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        std::fs::write(&path, "a1\n").unwrap();
+        // An older archive of another file, which must not be taken for ours.
+        let older = File::create(dir.path().join("access.log.3.gz")).unwrap();
+        let mut encoder = flate2::write::GzEncoder::new(older, flate2::Compression::default());
+        encoder.write_all(b"z1\nz2\n").unwrap();
+        encoder.finish().unwrap();
+        let mut src = FileSource::new("a", &path);
+        src.resume(None).unwrap();
+        assert_eq!(read_all(&mut src).await, ["a1"]);
+        let cp = src.checkpoint();
+        drop(src);
+        // While Vigie is stopped: more lines (the last one unterminated), then logrotate
+        // renames, compresses and creates; the new file gets lines too.
+        let mut old = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        write!(old, "a2\na3\na4\na5").unwrap();
+        rotate_compress(&path, "access.log.1");
+        std::fs::write(&path, "b1\n").unwrap();
+
+        let mut again = FileSource::new("a", &path);
+        again.resume(Some(&cp)).unwrap();
+        let first = again.read(2).await.unwrap().unwrap();
+        assert_eq!(first.iter().map(|r| r.line.as_str()).collect::<Vec<_>>(), ["a2", "a3"]);
+        assert_eq!(first.iter().map(|r| r.position).collect::<Vec<_>>(), [3, 6], "offsets of the uncompressed file");
+        // A second restart in the middle of the compressed file resumes exactly there.
+        let cp = again.checkpoint();
+        assert_eq!(cp.position, 9);
+        let mut third = FileSource::new("a", &path);
+        third.resume(Some(&cp)).unwrap();
+        let mut lines = read_all(&mut third).await;
+        lines.extend(read_all(&mut third).await);
+        assert_eq!(lines, ["a4", "a5", "b1"]);
+        assert_eq!(third.checkpoint().position, 3, "now on the new file");
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_past_the_end_of_the_compressed_file_moves_on_to_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        std::fs::write(&path, "a1\na2\n").unwrap();
+        let mut src = FileSource::new("a", &path);
+        src.resume(None).unwrap();
+        assert_eq!(read_all(&mut src).await, ["a1", "a2"]);
+        let cp = src.checkpoint();
+        drop(src);
+        rotate_compress(&path, "access.log.1");
+        std::fs::write(&path, "b1\n").unwrap();
+        let mut again = FileSource::new("a", &path);
+        again.resume(Some(&cp)).unwrap();
+        let mut lines = read_all(&mut again).await;
+        lines.extend(read_all(&mut again).await);
+        assert_eq!(lines, ["b1"], "nothing of the compressed file is read twice");
+    }
+
     /// Model-based test: random appends, reads, rotations, truncations and restarts; the
     /// lines read must be every line written, once, in order — except lines that a truncation
     /// destroyed before they were read.
@@ -450,6 +684,7 @@ mod tests {
             Append(u8),
             Drain,
             Rotate,
+            RotateCompress,
             Truncate,
             Restart,
         }
@@ -459,6 +694,7 @@ mod tests {
                 4 => (1u8..6).prop_map(Op::Append),
                 3 => Just(Op::Drain),
                 1 => Just(Op::Rotate),
+                1 => Just(Op::RotateCompress),
                 1 => Just(Op::Truncate),
                 2 => Just(Op::Restart),
             ]
@@ -492,6 +728,10 @@ mod tests {
                 let mut may_be_lost = std::collections::HashSet::new();
                 let mut out: Vec<String> = Vec::new();
                 let mut rotated_since_drain = false;
+                let mut truncated_since_drain = false;
+                // Lines of a file compressed since the last drain, unread then, and whether
+                // that file had been truncated since the last drain.
+                let mut compressed: Option<(Vec<String>, bool)> = None;
                 for op in ops {
                     match op {
                         Op::Append(n) => {
@@ -507,6 +747,8 @@ mod tests {
                         Op::Drain => {
                             drain(&mut src, &mut out).await;
                             rotated_since_drain = false;
+                            truncated_since_drain = false;
+                            compressed = None;
                         }
                         // One rotation between two drains: a single-path follower finishes
                         // the previous file, not the one before it.
@@ -517,13 +759,28 @@ mod tests {
                             in_path.clear();
                             rotated_since_drain = true;
                         }
-                        Op::Rotate => {}
+                        Op::RotateCompress if !rotated_since_drain => {
+                            rotations += 1;
+                            rotate_compress(&path, &format!("app.log.{rotations}"));
+                            compressed = Some((std::mem::take(&mut in_path), truncated_since_drain));
+                            rotated_since_drain = true;
+                        }
+                        Op::Rotate | Op::RotateCompress => {}
                         Op::Truncate => {
                             may_be_lost.extend(in_path.drain(..).filter(|l| !out.contains(l)));
                             std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+                            truncated_since_drain = true;
                         }
                         Op::Restart => {
                             let cp = src.checkpoint();
+                            // The documented limits: once compressed, a file is recognised
+                            // only by its first bytes, which the checkpoint must have seen.
+                            if let Some((lines, truncated)) = &compressed {
+                                let seen = Identity::decode(&cp.identity).is_some_and(|i| i.prefix_len > 0);
+                                if !seen || *truncated {
+                                    may_be_lost.extend(lines.iter().filter(|l| !out.contains(l)).cloned());
+                                }
+                            }
                             src = FileSource::new("m", &path);
                             src.resume(Some(&cp)).unwrap();
                         }
@@ -546,6 +803,22 @@ mod tests {
         #[test]
         fn truncate_refill_rotate_restart() {
             run(vec![Op::Append(1), Op::Drain, Op::Truncate, Op::Append(1), Op::Rotate, Op::Restart]).unwrap();
+        }
+
+        /// Compressed while stopped, then restarted twice before reading: both restarts find
+        /// the archive by its first bytes.
+        #[test]
+        fn compress_restart_restart() {
+            run(vec![
+                Op::Append(2),
+                Op::Drain,
+                Op::Append(3),
+                Op::RotateCompress,
+                Op::Append(1),
+                Op::Restart,
+                Op::Restart,
+            ])
+            .unwrap();
         }
 
         proptest! {

@@ -7,6 +7,7 @@
 mod checkpoint;
 pub mod demo;
 mod file;
+mod glob;
 mod syslog;
 
 use std::collections::VecDeque;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use checkpoint::{Checkpoint, CheckpointStore};
 pub use file::FileSource;
+pub use glob::{GlobError, GlobSource};
 pub use syslog::{SyslogConfig, SyslogSource, SyslogStats, TlsFiles};
 
 use crate::pipe::{AckStatus, AckToken, AckWaiter, Batch, RawRecord};
