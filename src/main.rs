@@ -122,6 +122,24 @@ enum Command {
         /// Files to read; standard input when none.
         files: Vec<PathBuf>,
     },
+    /// Scrape metric targets once and print their samples in Prometheus text format, to check
+    /// a target before putting it in the configuration.
+    #[command(after_help = "Targets: host, redis://[:PASSWORD@]HOST:PORT, mysql://USER[:PASSWORD]@HOST:PORT,\n\
+                            http(s)://…/metrics (Prometheus), apache+http://…/server-status?auto,\n\
+                            nginx+http://…/stub_status, rabbitmq+http://USER:PASSWORD@HOST:15672.\n\
+                            Exit status 1 when a target is down (its error on standard error).\n\n\
+                            Examples:\n  vigie scrape --once host\n  vigie scrape --once redis://127.0.0.1:6379 mysql://root@127.0.0.1:3306")]
+    Scrape {
+        /// Scrape once and exit (the only mode so far: continuous scraping runs in `vigie run`).
+        #[arg(long, required = true)]
+        once: bool,
+        /// How long each target may take.
+        #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration_arg)]
+        timeout: Duration,
+        /// The targets.
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
+    },
     /// Inspect the legal connection archive.
     #[command(subcommand)]
     Archive(ArchiveCommand),
@@ -188,6 +206,7 @@ fn main() -> ExitCode {
                 analyze::run(mode, rules.as_deref(), &format, log_format.as_deref(), &time_zone, &files, out).map(drop),
             )
         }
+        Command::Scrape { once: _, timeout, targets } => scrape_once(&targets, timeout),
         Command::Archive(ArchiveCommand::Stats { data }) => report((|| {
             let archive = retention::Archive::open(&data.join("archive"))
                 .with_context(|| format!("opening the archive in {}", data.display()))?;
@@ -237,6 +256,36 @@ fn main() -> ExitCode {
             report(run_stack(config, run_for, |addr| demo::banner(addr, &data)))
         }
     }
+}
+
+/// `vigie scrape --once`: each target in turn, samples on stdout, errors on stderr.
+fn scrape_once(targets: &[String], timeout: Duration) -> ExitCode {
+    let parsed: Result<Vec<collector::Target>, _> = targets.iter().map(|t| collector::Target::parse(t)).collect();
+    let targets = match parsed {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vigie: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return report(Err(e).context("starting the runtime")),
+    };
+    let scrapes = runtime.block_on(async {
+        let mut out = Vec::with_capacity(targets.len());
+        for target in &targets {
+            out.push(collector::scrape(target, timeout).await);
+        }
+        out
+    });
+    print!("{}", collector::render_prometheus_text(&scrapes));
+    let mut all_up = true;
+    for s in scrapes.iter().filter(|s| !s.up) {
+        all_up = false;
+        eprintln!("vigie: {} is down: {}", s.target, s.error.as_deref().unwrap_or("no answer"));
+    }
+    if all_up { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

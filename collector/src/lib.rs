@@ -6,6 +6,7 @@ mod event;
 mod normalize;
 pub mod parse;
 mod pipe;
+mod scrape;
 pub mod source;
 mod state;
 mod telemetry;
@@ -17,5 +18,9 @@ pub use enrich::{
 pub use event::{Category, Event, EventId};
 pub use normalize::{Normalizer, run_normalize};
 pub use pipe::{AckStatus, AckToken, AckWaiter, Batch, RawRecord};
+pub use scrape::{
+    Exposition, MetricType, PromParseError, Sample, Scrape, ScrapeError, Target, parse_prometheus_text,
+    render_prometheus_text, scrape,
+};
 pub use state::{StateError, open_sqlite};
 pub use telemetry::{Health, PipelineMetrics};

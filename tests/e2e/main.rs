@@ -8,5 +8,6 @@ mod demo;
 mod fail2ban;
 mod files;
 mod parse;
+mod scrape;
 mod support;
 mod syslog;
