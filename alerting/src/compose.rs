@@ -2,7 +2,9 @@
 
 use jiff::Timestamp;
 
-use crate::french::{format_date_fr, severity_fr};
+use analyzer::format_date_fr;
+
+use crate::french::severity_fr;
 use crate::outbox::Email;
 use crate::store::{Alert, AlertPolicy};
 

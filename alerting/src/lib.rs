@@ -15,9 +15,9 @@ mod run;
 mod schema;
 mod store;
 
+pub use analyzer::format_date_fr;
 pub use deliver::{DeliveryReport, Mailer, Transport, deliver_due, run_outbox};
 pub use error::AlertError;
-pub use french::format_date_fr;
 pub use metrics::AlertingMetrics;
 pub use outbox::{Email, Outbox, OutboxEntry, OutboxState, OutboxStats};
 pub use run::run_alerts;

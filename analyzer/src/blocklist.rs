@@ -190,7 +190,7 @@ impl BlockList {
     /// tools that read plain lists (`# ` lines are comments):
     /// `203.0.113.9 # jusqu'au lundi 7 avril 2025, 15 h 30 : web.sqli, Tentative d'injection SQL`.
     pub fn render_text(&self, now: Timestamp) -> String {
-        let mut out = format!("# liste de blocage Vigie au {}\n", french_date(now, &self.policy.time_zone));
+        let mut out = format!("# liste de blocage Vigie au {}\n", crate::format_date_fr(now, &self.policy.time_zone));
         for (ip, e) in self.active(now) {
             let _ = writeln!(out, "{ip} # {}", self.reason(e));
         }
@@ -207,7 +207,7 @@ impl BlockList {
         check_nft_name("set", set_name)?;
         let mut out = String::new();
         let _ = writeln!(out, "#!/usr/sbin/nft -f");
-        let _ = writeln!(out, "# liste de blocage Vigie au {}", french_date(now, &self.policy.time_zone));
+        let _ = writeln!(out, "# liste de blocage Vigie au {}", crate::format_date_fr(now, &self.policy.time_zone));
         // Creating the table first makes the delete succeed on the first load.
         let _ = writeln!(out, "table inet {table}\ndelete table inet {table}\ntable inet {table} {{");
         for (suffix, kind, v4) in [("v4", "ipv4_addr", true), ("v6", "ipv6_addr", false)] {
@@ -238,7 +238,7 @@ impl BlockList {
     fn reason(&self, e: &BlockEntry) -> String {
         // A title is rule-file text: keep it on its comment line.
         let title: String = e.title.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-        format!("jusqu'au {} : {}, {}", french_date(e.expires, &self.policy.time_zone), e.rule, title)
+        format!("jusqu'au {} : {}, {}", crate::format_date_fr(e.expires, &self.policy.time_zone), e.rule, title)
     }
 }
 
@@ -249,32 +249,6 @@ fn check_nft_name(what: &'static str, name: &str) -> Result<(), BlockListError> 
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ok { Ok(()) } else { Err(BlockListError::BadNftName { what, name: name.to_owned() }) }
-}
-
-const MONTHS: [&str; 12] = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-];
-const WEEKDAYS: [&str; 7] = ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"];
-
-/// `lundi 7 avril 2025, 14 h 30` (`1er` for the first day). The same wording as the alert
-/// emails (`alerting::format_date_fr`), which the analyzer cannot depend on.
-fn french_date(t: Timestamp, tz: &TimeZone) -> String {
-    let z = t.to_zoned_datetime(tz.clone());
-    let day = if z.day() == 1 { "1er".to_owned() } else { z.day().to_string() };
-    let month = MONTHS[usize::try_from(z.month() - 1).unwrap_or(0)];
-    let weekday = WEEKDAYS[usize::try_from(z.weekday().to_monday_zero_offset()).unwrap_or(0)];
-    format!("{weekday} {day} {month} {}, {} h {:02}", z.year(), z.hour(), z.minute())
 }
 
 #[cfg(test)]
@@ -460,8 +434,8 @@ mod tests {
     #[test]
     fn french_dates_follow_the_alert_emails() {
         let paris = TimeZone::get("Europe/Paris").unwrap();
-        assert_eq!(french_date(at("2025-04-01T06:00:00Z"), &paris), "mardi 1er avril 2025, 8 h 00");
-        assert_eq!(french_date(at("2025-01-05T13:30:00Z"), &paris), "dimanche 5 janvier 2025, 14 h 30");
+        assert_eq!(crate::format_date_fr(at("2025-04-01T06:00:00Z"), &paris), "mardi 1er avril 2025, 8 h 00");
+        assert_eq!(crate::format_date_fr(at("2025-01-05T13:30:00Z"), &paris), "dimanche 5 janvier 2025, 14 h 30");
     }
 
     fn which_nft() -> Result<std::path::PathBuf, ()> {
