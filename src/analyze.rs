@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use collector::parse::{Format, ParseContext, Parser};
+use collector::parse::{ParseContext, Parser};
 
 /// Loads the rules of `dir`, or the default rules built into the binary.
 pub(crate) fn load_rules(dir: Option<&Path>) -> anyhow::Result<analyzer::RuleSet> {
@@ -48,12 +48,7 @@ pub(crate) fn run(
     files: &[PathBuf],
     out: impl Write,
 ) -> anyhow::Result<analyzer::ReplaySummary> {
-    let format = Format::from_config(format, log_format)
-        .with_context(|| format!("--format {format}: valid formats are {}", Format::names().join(", ")))?;
-    let parser = Parser::new(&format).context("compiling the log format")?;
-    let time_zone = jiff::tz::TimeZone::get(time_zone)
-        .with_context(|| format!("--time-zone {time_zone}: use an IANA name such as Europe/Paris"))?;
-    let ctx = ParseContext { now: jiff::Timestamp::now(), time_zone };
+    let (parser, ctx) = crate::parse::parser_and_context(format, log_format, time_zone)?;
     let rules = Arc::new(load_rules(rules)?);
     if mode == Mode::Matches {
         return matches(&rules, &parser, &ctx, files, out);

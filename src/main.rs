@@ -78,19 +78,8 @@ enum Command {
                             vigie parse --format apache --log-format '%h %l %u %t \"%r\" %>s %b' access.log"
     )]
     Parse {
-        /// The parser: auto, apache_common, apache_combined, apache_vhost_combined, apache (with
-        /// --log-format), apache_error, nginx_combined, nginx (with --log-format), nginx_error,
-        /// netfilter, filterlog, stormshield.
-        #[arg(long, short, value_name = "FORMAT")]
-        format: String,
-        /// The server's LogFormat / log_format string, for --format apache or nginx.
-        #[arg(long, value_name = "STRING")]
-        log_format: Option<String>,
-        /// Zone of timestamps written without an offset (syslog, error logs).
-        #[arg(long, default_value = "Europe/Paris", value_name = "ZONE")]
-        time_zone: String,
-        /// Files to read; standard input when none.
-        files: Vec<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
     },
     /// Replay log files through the detection rules offline and print one JSON object per
     /// detection; or, with --test, run the tests beside rule files.
@@ -110,17 +99,8 @@ enum Command {
         /// Run the rule tests (*.test.yml) of this directory instead of analysing logs.
         #[arg(long, value_name = "DIR", conflicts_with_all = ["rules", "files", "matches"])]
         test: Option<PathBuf>,
-        /// The parser (as for `vigie parse`).
-        #[arg(long, short, default_value = "auto", value_name = "FORMAT")]
-        format: String,
-        /// The server's LogFormat / log_format string, for --format apache or nginx.
-        #[arg(long, value_name = "STRING")]
-        log_format: Option<String>,
-        /// Zone of timestamps written without an offset.
-        #[arg(long, default_value = "Europe/Paris", value_name = "ZONE")]
-        time_zone: String,
-        /// Files to read; standard input when none.
-        files: Vec<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
     },
     /// Scrape metric targets once and print their samples in Prometheus text format, to check
     /// a target before putting it in the configuration.
@@ -151,6 +131,24 @@ enum Command {
         /// The TOML configuration to check.
         file: PathBuf,
     },
+}
+
+/// The log input of the offline commands (`parse`, `analyze`).
+#[derive(Debug, clap::Args)]
+struct InputArgs {
+    /// The parser: auto, apache_common, apache_combined, apache_vhost_combined, apache (with
+    /// --log-format), apache_error, nginx_combined, nginx (with --log-format), nginx_error,
+    /// netfilter, filterlog, stormshield.
+    #[arg(long, short, default_value = "auto", value_name = "FORMAT")]
+    format: String,
+    /// The server's LogFormat / log_format string, for --format apache or nginx.
+    #[arg(long, value_name = "STRING")]
+    log_format: Option<String>,
+    /// Zone of timestamps written without an offset (syslog, error logs).
+    #[arg(long, default_value = "Europe/Paris", value_name = "ZONE")]
+    time_zone: String,
+    /// Files to read; standard input when none.
+    files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,8 +187,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Parse { format, log_format, time_zone, files } => {
+        Command::Parse { input } => {
             let stdout = std::io::stdout();
+            let InputArgs { format, log_format, time_zone, files } = input;
             report(parse::run(&format, log_format.as_deref(), &time_zone, &files, stdout.lock()).map(drop))
         }
         Command::Analyze { test: Some(dir), .. } => match analyze::test(&dir) {
@@ -198,7 +197,8 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => report(Err(e)),
         },
-        Command::Analyze { rules, matches, test: None, format, log_format, time_zone, files } => {
+        Command::Analyze { rules, matches, test: None, input } => {
+            let InputArgs { format, log_format, time_zone, files } = input;
             let mode = if matches { analyze::Mode::Matches } else { analyze::Mode::Detections };
             let stdout = std::io::stdout();
             let out = stdout.lock();

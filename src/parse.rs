@@ -25,12 +25,7 @@ pub(crate) fn run(
     files: &[PathBuf],
     out: impl Write,
 ) -> anyhow::Result<Summary> {
-    let format = Format::from_config(format, log_format)
-        .with_context(|| format!("--format {format}: valid formats are {}", Format::names().join(", ")))?;
-    let parser = Parser::new(&format).context("compiling the log format")?;
-    let time_zone = jiff::tz::TimeZone::get(time_zone)
-        .with_context(|| format!("--time-zone {time_zone}: use an IANA name such as Europe/Paris"))?;
-    let ctx = ParseContext { now: jiff::Timestamp::now(), time_zone };
+    let (parser, ctx) = parser_and_context(format, log_format, time_zone)?;
     let mut out = BufWriter::with_capacity(1 << 16, out);
     let mut total = Summary::default();
     if files.is_empty() {
@@ -53,6 +48,20 @@ pub(crate) fn run(
     }
     out.flush().context("writing the output")?;
     Ok(total)
+}
+
+/// The parser and context the offline commands (`parse`, `analyze`) share, from their flags.
+pub(crate) fn parser_and_context(
+    format: &str,
+    log_format: Option<&str>,
+    time_zone: &str,
+) -> anyhow::Result<(Parser, ParseContext)> {
+    let format = Format::from_config(format, log_format)
+        .with_context(|| format!("--format {format}: valid formats are {}", Format::names().join(", ")))?;
+    let parser = Parser::new(&format).context("compiling the log format")?;
+    let time_zone = jiff::tz::TimeZone::get(time_zone)
+        .with_context(|| format!("--time-zone {time_zone}: use an IANA name such as Europe/Paris"))?;
+    Ok((parser, ParseContext { now: jiff::Timestamp::now(), time_zone }))
 }
 
 fn add(total: &mut Summary, s: Summary) {
