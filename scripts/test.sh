@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vigie-target}"
 export VIGIE_SHARED_DATA="${VIGIE_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
 
-# System packages the tests use: a real SMTP server (aiosmtpd).
+# System packages the tests use, installed when missing: one `want PACKAGE TEST-COMMAND` line each.
 need=()
-python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
+want() { local pkg=$1; shift; "$@" >/dev/null 2>&1 || need+=("$pkg"); }
+want python3-aiosmtpd python3 -c 'import aiosmtpd'   # a real SMTP server for the alerting tests
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
