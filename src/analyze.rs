@@ -67,8 +67,8 @@ pub(crate) fn run(
         }
     };
     if files.is_empty() {
-        let stdin = std::io::stdin();
-        let s = analyzer::analyze_reader("-", stdin.lock(), &parser, &ctx, &mut engine, &mut emit)
+        let stdin = BufReader::with_capacity(1 << 20, std::io::stdin());
+        let s = analyzer::analyze_reader("-", stdin, &parser, &ctx, &mut engine, &mut emit)
             .context("reading standard input")?;
         summary("-", &s);
         total += s;

@@ -29,8 +29,8 @@ pub(crate) fn run(
     let mut out = BufWriter::with_capacity(1 << 16, out);
     let mut total = Summary::default();
     if files.is_empty() {
-        let stdin = std::io::stdin();
-        let s = parse_stream(stdin.lock(), "-", &parser, &ctx, &mut out).context("reading standard input")?;
+        let stdin = BufReader::with_capacity(1 << 20, std::io::stdin());
+        let s = parse_stream(stdin, "-", &parser, &ctx, &mut out).context("reading standard input")?;
         report("-", s);
         add(&mut total, s);
     }
@@ -88,39 +88,59 @@ fn progress_bar(size: u64, path: &Path) -> indicatif::ProgressBar {
     bar
 }
 
+/// What one chunk of lines became: its JSON lines and its counts.
+#[derive(Default)]
+struct Rendered {
+    json: Vec<u8>,
+    summary: Summary,
+}
+
+/// Parses `reader` on every core (see [`collector::parse::parse_in_order`]) and writes the
+/// JSON lines in input order: the output is what a single thread would write.
 fn parse_stream(
-    mut reader: impl BufRead,
+    reader: impl BufRead + Send,
     name: &str,
     parser: &Parser,
     ctx: &ParseContext,
     out: &mut impl Write,
 ) -> std::io::Result<Summary> {
-    let mut summary = Summary::default();
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
-        summary.lines += 1;
-        let end = buf.len() - usize::from(buf.ends_with(b"\n")) - usize::from(buf.ends_with(b"\r\n"));
-        let line = String::from_utf8_lossy(&buf[..end]);
-        match parser.parse(&line, ctx) {
-            Ok(mut event) => {
-                summary.parsed += 1;
-                event.id = collector::EventId::at(name, summary.lines);
-                event.write_ecs_json(out)?;
+    let mut total = Summary::default();
+    let mut write_error = None;
+    collector::parse::parse_in_order(
+        name,
+        reader,
+        parser,
+        ctx,
+        |acc: &mut Rendered, n, _line, parsed| {
+            acc.summary.lines += 1;
+            match parsed {
+                Ok(event) => {
+                    acc.summary.parsed += 1;
+                    event.write_ecs_json(&mut acc.json).expect("writing to memory cannot fail");
+                }
+                Err(e) => {
+                    acc.summary.errors += 1;
+                    let error = serde_json::json!({ "error": { "message": e.to_string(), "line": n, "file": name } });
+                    serde_json::to_writer(&mut acc.json, &error).expect("writing to memory cannot fail");
+                }
             }
-            Err(e) => {
-                summary.errors += 1;
-                let error =
-                    serde_json::json!({ "error": { "message": e.to_string(), "line": summary.lines, "file": name } });
-                serde_json::to_writer(&mut *out, &error)?;
+            acc.json.push(b'\n');
+        },
+        |acc| {
+            add(&mut total, acc.summary);
+            match out.write_all(&acc.json) {
+                Ok(()) => std::ops::ControlFlow::Continue(()),
+                Err(e) => {
+                    write_error = Some(e);
+                    std::ops::ControlFlow::Break(())
+                }
             }
-        }
-        out.write_all(b"\n")?;
+        },
+    )?;
+    match write_error {
+        Some(e) => Err(e),
+        None => Ok(total),
     }
-    Ok(summary)
 }
 
 /// Reads everything, for tests.

@@ -73,26 +73,40 @@ pub fn parse_lines(
 /// would for a live source reading them one after the other.
 pub fn analyze_reader(
     source: &str,
-    reader: impl BufRead,
+    reader: impl BufRead + Send,
     parser: &Parser,
     ctx: &ParseContext,
     engine: &mut Engine,
     mut on_detection: impl FnMut(&Detection, u64),
 ) -> Result<ReplaySummary, std::io::Error> {
     let mut summary = ReplaySummary::default();
-    summary.lines = parse_lines(source, reader, parser, ctx, |n, _line, parsed| match parsed {
-        Ok(event) => {
-            summary.parsed += 1;
-            for d in engine.observe(&event) {
-                summary.detections += 1;
-                on_detection(&d, n);
+    // Parsing runs on every core; the engine sees the events in input order, as it must for
+    // its windows.
+    summary.lines = collector::parse::parse_in_order(
+        source,
+        reader,
+        parser,
+        ctx,
+        |parsed: &mut Vec<(u64, Result<Event, ParseError>)>, n, _line, event| parsed.push((n, event)),
+        |parsed| {
+            for (n, event) in parsed {
+                match event {
+                    Ok(event) => {
+                        summary.parsed += 1;
+                        for d in engine.observe(&event) {
+                            summary.detections += 1;
+                            on_detection(&d, n);
+                        }
+                    }
+                    Err(e) => {
+                        summary.unparsed += 1;
+                        tracing::debug!(source, line = n, error = %e, "line not parsed");
+                    }
+                }
             }
-        }
-        Err(e) => {
-            summary.unparsed += 1;
-            tracing::debug!(source, line = n, error = %e, "line not parsed");
-        }
-    })?;
+            std::ops::ControlFlow::Continue(())
+        },
+    )?;
     Ok(summary)
 }
 

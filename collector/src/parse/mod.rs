@@ -19,11 +19,13 @@ mod filterlog;
 mod fixture_tests;
 mod netfilter;
 mod nginx;
+mod parallel;
 mod stormshield;
 mod syslog;
 mod template;
 
 pub use common::ParseError;
+pub use parallel::parse_in_order;
 
 use crate::Event;
 use template::Template;

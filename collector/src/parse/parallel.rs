@@ -1,0 +1,192 @@
+//! Parsing a whole stream on every core, with the results handed back in input order.
+//!
+//! The offline commands (`vigie parse`, `vigie analyze`, archive backfill) read files far
+//! faster than one core parses them. A reader thread cuts the input into chunks of whole
+//! lines, workers parse each chunk into an accumulator, and the calling thread receives the
+//! accumulators in input order — so the output is exactly what a single thread would give.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::ops::ControlFlow;
+
+use crate::event::{Event, EventId};
+use crate::parse::{ParseContext, ParseError, Parser};
+
+/// Lines per chunk: large enough that channel traffic is noise, small enough that the
+/// reorder buffer stays a few MiB.
+const CHUNK_LINES: usize = 4096;
+
+struct Chunk {
+    seq: u64,
+    first_line: u64,
+    text: Vec<u8>,
+}
+
+/// Parses every line of `reader` and calls `fold(acc, line_number, line, result)` on a
+/// worker thread for each, one fresh `A` per chunk of lines; then calls `consume(acc)` on the
+/// calling thread for each chunk, in input order, until it returns `ControlFlow::Break`
+/// (the output is gone, say). Returns the number of lines read.
+///
+/// Lines are numbered from 1, read as bytes and decoded lossily (real logs carry stray
+/// Latin-1 bytes); a trailing `\n` or `\r\n` is removed; a parsed event's id is
+/// `"<source>:<line>"`. Only an I/O error of `reader` stops the run.
+pub fn parse_in_order<A: Default + Send>(
+    source: &str,
+    mut reader: impl BufRead + Send,
+    parser: &Parser,
+    ctx: &ParseContext,
+    fold: impl Fn(&mut A, u64, &str, Result<Event, ParseError>) + Sync,
+    mut consume: impl FnMut(A) -> ControlFlow<()>,
+) -> std::io::Result<u64> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
+    let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<Chunk>(workers * 2);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, A)>(workers * 2);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> std::io::Result<u64> {
+            let mut next_line = 1;
+            for seq in 0.. {
+                let mut text = Vec::with_capacity(1 << 19);
+                let mut lines = 0;
+                while lines < CHUNK_LINES && reader.read_until(b'\n', &mut text)? > 0 {
+                    lines += 1;
+                }
+                if lines == 0 {
+                    break;
+                }
+                if !text.ends_with(b"\n") {
+                    text.push(b'\n');
+                }
+                let chunk = Chunk { seq, first_line: next_line, text };
+                next_line += lines as u64;
+                if chunk_tx.send(chunk).is_err() {
+                    break;
+                }
+            }
+            Ok(next_line - 1)
+        });
+        for _ in 0..workers {
+            let chunk_rx = chunk_rx.clone();
+            let done_tx = done_tx.clone();
+            let fold = &fold;
+            scope.spawn(move || {
+                for chunk in chunk_rx {
+                    let mut acc = A::default();
+                    // The reader ends every chunk with a newline, so every line has one.
+                    for (n, raw) in (chunk.first_line..).zip(chunk.text.split_inclusive(|&b| b == b'\n')) {
+                        let end = raw.len() - 1 - usize::from(raw.ends_with(b"\r\n"));
+                        let line = String::from_utf8_lossy(&raw[..end]);
+                        let parsed = parser.parse(&line, ctx).map(|mut event| {
+                            event.id = EventId::at(source, n);
+                            event
+                        });
+                        fold(&mut acc, n, &line, parsed);
+                    }
+                    if done_tx.send((chunk.seq, acc)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        drop(chunk_rx);
+        let mut next = 0;
+        let mut waiting = BTreeMap::new();
+        'receive: for (seq, acc) in &done_rx {
+            waiting.insert(seq, acc);
+            while let Some(acc) = waiting.remove(&next) {
+                next += 1;
+                if consume(acc).is_break() {
+                    break 'receive;
+                }
+            }
+        }
+        // Dropping the receiver stops the workers, and with them the reader.
+        drop(done_rx);
+        reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{Format, test_context};
+
+    fn run(text: &[u8]) -> (u64, Vec<(u64, String, Option<String>)>) {
+        let parser = Parser::new(&Format::ApacheCommon).unwrap();
+        let ctx = test_context("UTC");
+        let mut seen = Vec::new();
+        let lines = parse_in_order(
+            "t",
+            text,
+            &parser,
+            &ctx,
+            |acc: &mut Vec<_>, n, line, parsed| acc.push((n, line.to_owned(), parsed.ok().map(|e| e.id.0))),
+            |acc| {
+                seen.extend(acc);
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+        (lines, seen)
+    }
+
+    #[test]
+    fn results_come_back_in_input_order_with_their_line_numbers() {
+        let good = "127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.0\" 200 1";
+        // Enough lines for many chunks, with a bad line, a CRLF line and no final newline.
+        let mut text = String::new();
+        for i in 1..=20_000 {
+            match i {
+                7777 => text.push_str("not a log line\n"),
+                9000 => text.push_str(&format!("{good}\r\n")),
+                _ => text.push_str(&format!("{good}\n")),
+            }
+        }
+        text.pop();
+        let (lines, seen) = run(text.as_bytes());
+        assert_eq!(lines, 20_000);
+        assert_eq!(seen.len(), 20_000);
+        for (i, (n, line, id)) in seen.iter().enumerate() {
+            let n = *n;
+            assert_eq!(n, i as u64 + 1);
+            if n == 7777 {
+                assert_eq!(line, "not a log line");
+                assert_eq!(id, &None);
+            } else {
+                assert_eq!(line, good, "line {n}");
+                assert_eq!(id.as_deref(), Some(format!("t:{n}").as_str()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_break_stops_the_run_early() {
+        let parser = Parser::new(&Format::ApacheCommon).unwrap();
+        let ctx = test_context("UTC");
+        let text = "x\n".repeat(1_000_000);
+        let mut chunks = 0;
+        let lines = parse_in_order(
+            "t",
+            text.as_bytes(),
+            &parser,
+            &ctx,
+            |_: &mut (), _, _, _| {},
+            |()| {
+                chunks += 1;
+                ControlFlow::Break(())
+            },
+        )
+        .unwrap();
+        assert_eq!(chunks, 1);
+        assert!(lines < 1_000_000, "the reader went on to the end: {lines}");
+    }
+
+    #[test]
+    fn empty_input_reads_no_line_and_stray_bytes_do_not_stop_the_run() {
+        assert_eq!(run(b"").0, 0);
+        let (lines, seen) = run(b"\xff\xfe\n\n");
+        assert_eq!(lines, 2);
+        assert_eq!(seen[0].1, "\u{fffd}\u{fffd}");
+        assert_eq!(seen[1].1, "");
+    }
+}
