@@ -30,6 +30,10 @@ fn records(n: usize, offset: usize) -> Vec<ConnectionRecord> {
             duration_ns: Some(12_000_000),
             school_uai: Some(format!("0{:06}X", i % 188)),
             observer: Some("web1".into()),
+            user_category: Some("eleve".into()),
+            content_id: None,
+            session_duration_s: None,
+            recipients: Vec::new(),
         })
         .collect()
 }
@@ -66,9 +70,8 @@ fn search(c: &mut Criterion) {
         from,
         to: from + SignedDuration::from_hours(1),
         source_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 20, 7, 1))),
-        source_port: None,
-        user_name: None,
         limit: 100,
+        ..ArchiveQuery::default()
     };
     let mut group = c.benchmark_group("archive");
     group.bench_function("search_ip_100k", |b| b.iter(|| black_box(archive.search(&query).unwrap())));

@@ -15,32 +15,75 @@ use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Order, TantivyDocument, Term};
 
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
 use crate::error::ArchiveError;
+use crate::integrity::{self, ChainLink, DeletionCertificate};
+use crate::keys::ArchiveKey;
 use crate::partition::{self, PURGING_PREFIX, Partition, TMP_PREFIX, utc_day};
 use crate::record::ConnectionRecord;
 use crate::schema::{self, TIMESTAMP_NS};
+
+/// Records that arrive for a day already sealed go here (`late/<day>.jsonl`), since a sealed
+/// day never changes; searches read them too.
+const LATE_DIR: &str = "late";
+/// The legal holds in force (`holds.json` at the archive root).
+const HOLDS_FILE: &str = "holds.json";
 
 /// At most this many days keep a writer (and its memory arena) open at once. Live traffic
 /// needs one, two around midnight; a replay of old days commits and closes as it goes.
 const MAX_OPEN_WRITERS: usize = 3;
 
 /// A requisition's question: records in `[from, to)` matching every given criterion.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ArchiveQuery {
     /// Inclusive start.
     pub from: Timestamp,
     /// Exclusive end.
     pub to: Timestamp,
+    /// Exact client address.
     pub source_ip: Option<IpAddr>,
+    /// Client addresses in a CIDR range (`192.0.2.0/24`).
+    pub source_network: Option<IpNet>,
+    /// Client source port.
     pub source_port: Option<u16>,
     /// Exact account name.
     pub user_name: Option<String>,
+    /// School (UAI).
+    pub school_uai: Option<String>,
+    /// Records to skip, for pagination (earliest first).
+    pub offset: usize,
     /// At most this many records, the earliest first.
     pub limit: usize,
 }
 
+impl ArchiveQuery {
+    /// Whether `r` matches every criterion (used for late records, outside Tantivy).
+    fn matches(&self, r: &ConnectionRecord) -> bool {
+        self.from <= r.timestamp
+            && r.timestamp < self.to
+            && self.source_ip.is_none_or(|ip| r.source_ip.map(schema::to_v6) == Some(schema::to_v6(ip)))
+            && self.source_network.is_none_or(|net| r.source_ip.is_some_and(|ip| net_contains(&net, ip)))
+            && self.source_port.is_none_or(|p| r.source_port == Some(p))
+            && self.user_name.as_ref().is_none_or(|u| r.user_name.as_ref() == Some(u))
+            && self.school_uai.as_ref().is_none_or(|u| r.school_uai.as_ref() == Some(u))
+    }
+}
+
+fn net_contains(net: &IpNet, ip: IpAddr) -> bool {
+    let (lo, hi) = net_range(net);
+    (lo..=hi).contains(&schema::to_v6(ip))
+}
+
+/// The first and last address of a network, as Tantivy stores them (IPv6, IPv4 mapped).
+fn net_range(net: &IpNet) -> (std::net::Ipv6Addr, std::net::Ipv6Addr) {
+    (schema::to_v6(net.network()), schema::to_v6(net.broadcast()))
+}
+
 /// An authority's order to keep some days beyond the retention period ("conservation rapide").
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// It keeps whole days: the archive deletes by day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LegalHold {
     /// The requisition reference the hold was ordered under.
     pub reference: String,
@@ -50,6 +93,7 @@ pub struct LegalHold {
 }
 
 impl LegalHold {
+    /// Whether the hold covers `day`.
     pub fn covers(&self, day: Date) -> bool {
         self.from <= day && day <= self.to
     }
@@ -82,12 +126,25 @@ pub struct AppendReport {
     pub replaced: u64,
 }
 
+/// What a purge did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    /// The certificates of the days deleted (or to delete).
+    pub deleted: Vec<DeletionCertificate>,
+    /// Expired days kept under a legal hold, with the hold's reference.
+    pub held: Vec<(Date, String)>,
+}
+
 /// The archive rooted at one directory. See the crate documentation for the layout.
 #[derive(Debug)]
 pub struct Archive {
     root: PathBuf,
     /// Every day present on disk.
     days: BTreeSet<Date>,
+    /// Days sealed by a manifest: never written again.
+    sealed: BTreeSet<Date>,
+    /// Signs manifests and deletion certificates.
+    key: Option<ArchiveKey>,
     /// Days with a writer; closed when they stop receiving records.
     open: BTreeMap<Date, Partition>,
     /// Days that received records since the previous commit.
@@ -100,13 +157,36 @@ impl Archive {
     /// Opens the archive at `dir`, creating it if needed. Finishes interrupted purges, drops
     /// interrupted day creations, and refuses any day written by a newer format version.
     pub fn open(dir: &Path) -> Result<Archive, ArchiveError> {
-        std::fs::create_dir_all(dir).map_err(ArchiveError::io(dir))?;
+        Archive::open_with(dir, true)
+    }
+
+    /// Opens the archive at `dir` to read it while another process may be writing it: touches
+    /// nothing (no clean-up of interrupted operations, no directory created). Never append to
+    /// an archive opened this way.
+    pub fn open_read_only(dir: &Path) -> Result<Archive, ArchiveError> {
+        if !dir.is_dir() {
+            return Err(ArchiveError::Io {
+                path: dir.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no archive here (wrong --data?)"),
+            });
+        }
+        Archive::open_with(dir, false)
+    }
+
+    fn open_with(dir: &Path, writable: bool) -> Result<Archive, ArchiveError> {
+        if writable {
+            std::fs::create_dir_all(dir).map_err(ArchiveError::io(dir))?;
+        }
         let mut days = BTreeSet::new();
+        let mut sealed = BTreeSet::new();
         for entry in std::fs::read_dir(dir).map_err(ArchiveError::io(dir))? {
             let entry = entry.map_err(ArchiveError::io(dir))?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(TMP_PREFIX) || name.starts_with(PURGING_PREFIX) {
+                if !writable {
+                    continue;
+                }
                 // A creation that never got its final name held no records; a purge that was
                 // interrupted had already been decided. Both are finished here.
                 tracing::info!(dir = %path.display(), "removing interrupted archive day operation");
@@ -123,12 +203,17 @@ impl Archive {
             // Opening validates the format version and the schema of every day now, rather
             // than failing on the day a requisition needs it.
             Partition::open(&path, day)?;
+            if integrity::is_sealed(&path) {
+                sealed.insert(day);
+            }
             days.insert(day);
         }
         tracing::info!(dir = %dir.display(), days = days.len(), "archive opened");
         Ok(Archive {
             root: dir.to_owned(),
             days,
+            sealed,
+            key: None,
             open: BTreeMap::new(),
             touched: BTreeSet::new(),
             #[cfg(any(test, feature = "testsuite"))]
@@ -136,8 +221,19 @@ impl Archive {
         })
     }
 
+    /// The archive's directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Signs manifests and deletion certificates with `key` from now on.
+    pub fn set_key(&mut self, key: ArchiveKey) {
+        self.key = Some(key);
+    }
+
+    /// The days sealed by a manifest, oldest first.
+    pub fn sealed_days(&self) -> impl Iterator<Item = Date> + '_ {
+        self.sealed.iter().copied()
     }
 
     /// The days present, oldest first.
@@ -158,12 +254,59 @@ impl Archive {
         }
         let mut report = AppendReport::default();
         for (day, records) in by_day {
+            if self.sealed.contains(&day) {
+                let late = self.append_late(day, &records)?;
+                report.replaced += records.len() as u64 - late;
+                report.appended += records.len() as u64;
+                continue;
+            }
             let partition = self.writable(day)?;
             report.replaced += partition.append(&records)?;
             report.appended += records.len() as u64;
             self.touched.insert(day);
         }
         Ok(report)
+    }
+
+    /// Keeps records of a sealed day beside it: those whose id the day already holds are
+    /// replays and are dropped; the others go to `late/<day>.jsonl`, durably. Returns how many
+    /// were new.
+    fn append_late(&mut self, day: Date, records: &[&ConnectionRecord]) -> Result<u64, ArchiveError> {
+        let partition = Partition::open(&partition::day_dir(&self.root, day), day)?;
+        let already: HashSet<String> = self.late_records(day)?.into_iter().map(|r| r.event_id).collect();
+        let mut text = String::new();
+        let mut new = 0;
+        for r in records {
+            if partition.contains_id(&r.event_id)? || already.contains(&r.event_id) {
+                continue;
+            }
+            new += 1;
+            text.push_str(&serde_json::to_string(r).expect("records serialize"));
+            text.push('\n');
+        }
+        if new > 0 {
+            let dir = self.root.join(LATE_DIR);
+            std::fs::create_dir_all(&dir).map_err(ArchiveError::io(&dir))?;
+            let path = dir.join(format!("{day}.jsonl"));
+            let mut file =
+                std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(ArchiveError::io(&path))?;
+            std::io::Write::write_all(&mut file, text.as_bytes()).map_err(ArchiveError::io(&path))?;
+            file.sync_all().map_err(ArchiveError::io(&path))?;
+            tracing::warn!(day = %day, records = new, "records for a sealed archive day kept in its late file");
+        }
+        Ok(new)
+    }
+
+    /// The late records of a sealed day (see [`Archive::append`]).
+    fn late_records(&self, day: Date) -> Result<Vec<ConnectionRecord>, ArchiveError> {
+        let path = self.root.join(LATE_DIR).join(format!("{day}.jsonl"));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ArchiveError::Io { path, source: e }),
+        };
+        // A crash mid-write may leave a partial last line: it was never acknowledged.
+        Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
     }
 
     /// The open partition of `day`, creating the day or opening it as needed. Keeps at most
@@ -239,15 +382,45 @@ impl Archive {
         }
         let first_day = utc_day(query.from);
         let last_day = utc_day(query.to - jiff::SignedDuration::from_nanos(1));
+        let wanted = query.offset.saturating_add(query.limit);
         let mut out = Vec::new();
         for day in self.days.range(first_day..=last_day).copied() {
-            let remaining = query.limit - out.len();
+            let remaining = wanted - out.len();
             if remaining == 0 {
                 break;
             }
-            self.with_partition(day, |p| search_day(p, query, remaining, &mut out))?;
+            let mut found = Vec::new();
+            self.with_partition(day, |p| search_day(p, query, remaining, &mut found))?;
+            if self.sealed.contains(&day) {
+                found.extend(self.late_records(day)?.into_iter().filter(|r| query.matches(r)));
+                found.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.event_id.cmp(&b.event_id)));
+                found.truncate(remaining);
+            }
+            out.extend(found);
         }
-        Ok(out)
+        Ok(out.into_iter().skip(query.offset).collect())
+    }
+
+    /// How many records match `query` (its offset and limit ignored).
+    pub fn count(&self, query: &ArchiveQuery) -> Result<u64, ArchiveError> {
+        if query.to <= query.from {
+            return Ok(0);
+        }
+        let first_day = utc_day(query.from);
+        let last_day = utc_day(query.to - jiff::SignedDuration::from_nanos(1));
+        let mut total = 0;
+        for day in self.days.range(first_day..=last_day).copied() {
+            total += self.with_partition(day, |p| {
+                let searcher = p.searcher();
+                searcher
+                    .search(&build_query(p, query), &tantivy::collector::Count)
+                    .map_err(ArchiveError::tantivy(&p.dir))
+            })? as u64;
+            if self.sealed.contains(&day) {
+                total += self.late_records(day)?.iter().filter(|r| query.matches(r)).count() as u64;
+            }
+        }
+        Ok(total)
     }
 
     /// Runs `f` on the partition of `day`: the open one, or one opened for reading only.
@@ -275,50 +448,178 @@ impl Archive {
     }
 
     /// Removes whole days older than `keep_days` before `today` (a UTC date) that no hold
-    /// covers, and returns them. A day `d` is expired once `d + keep_days < today`: its last
-    /// record is then more than `keep_days` days old.
+    /// covers, and returns them; see [`Archive::purge`].
     pub fn purge_expired(
         &mut self,
         today: Date,
         keep_days: u32,
         holds: &[LegalHold],
     ) -> Result<Vec<Date>, ArchiveError> {
+        let now = Timestamp::now().max(
+            jiff::tz::Offset::UTC.to_timestamp(today.to_datetime(jiff::civil::Time::midnight())).unwrap_or_default(),
+        );
+        Ok(self.purge_at(today, now, keep_days, holds, false)?.deleted.into_iter().map(|c| c.day).collect())
+    }
+
+    /// The retention purge at `now` (an injected clock): removes whole days whose records are
+    /// all more than `keep_days` days old (a day `d` goes once `d + keep_days < today`), unless
+    /// a legal hold covers them, and writes a deletion certificate for each (day, record count,
+    /// manifest hash), signed when the archive has a key. With `dry_run`, deletes nothing and
+    /// writes nothing: the report says what would go.
+    pub fn purge(
+        &mut self,
+        now: Timestamp,
+        keep_days: u32,
+        holds: &[LegalHold],
+        dry_run: bool,
+    ) -> Result<PurgeReport, ArchiveError> {
+        self.purge_at(utc_day(now), now, keep_days, holds, dry_run)
+    }
+
+    fn purge_at(
+        &mut self,
+        today: Date,
+        now: Timestamp,
+        keep_days: u32,
+        holds: &[LegalHold],
+        dry_run: bool,
+    ) -> Result<PurgeReport, ArchiveError> {
         let cutoff = today
             .checked_sub(jiff::Span::new().days(i64::from(keep_days)))
             .map_err(|e| ArchiveError::InvalidQuery(format!("retention of {keep_days} days before {today}: {e}")))?;
         let expired: Vec<Date> = self.days.range(..cutoff).copied().collect();
-        let mut removed = Vec::new();
+        let mut report = PurgeReport::default();
         for day in expired {
             if let Some(hold) = holds.iter().find(|h| h.covers(day)) {
                 tracing::info!(day = %day, hold = %hold.reference, "expired archive day kept under legal hold");
+                report.held.push((day, hold.reference.clone()));
                 continue;
+            }
+            let dir = partition::day_dir(&self.root, day);
+            let (record_count, _) = self.with_partition(day, day_stats).map(|(s, d)| (s.documents, d))?;
+            let late = self.late_records(day)?.len() as u64;
+            let manifest = integrity::read_manifest_unverified(&dir);
+            let certificate = DeletionCertificate {
+                day,
+                record_count: record_count + late,
+                manifest_sha256: manifest.as_ref().map(|(_, h)| h.clone()),
+                previous: manifest.and_then(|(m, _)| m.previous),
+                deleted_at: now,
+                reason: format!("retention: {keep_days} days (L34-1 CPCE, decree 2021-1362)"),
+            };
+            if dry_run {
+                report.deleted.push(certificate);
+                continue;
+            }
+            // The certificate first: a crash after it leaves a day that the next purge deletes
+            // (and certifies again); never a deleted day without a certificate.
+            match &self.key {
+                Some(key) => integrity::write_certificate(&self.root, &certificate, key)?,
+                None => {
+                    tracing::warn!(day = %day, "no archive signing key: the deletion certificate cannot be written");
+                    return Err(ArchiveError::BadKey {
+                        path: self.root.clone(),
+                        reason: "the purge needs the signing key to certify deletions; set [retention] signing_key"
+                            .into(),
+                    });
+                }
             }
             if let Some(mut p) = self.open.remove(&day) {
                 // Its pending records are expired too: nothing to commit before deleting.
                 p.close_writer()?;
             }
             self.touched.remove(&day);
-            let dir = partition::day_dir(&self.root, day);
             let doomed = self.root.join(format!("{PURGING_PREFIX}{day}"));
             // Renaming first makes the removal all-or-nothing from the archive's point of view:
             // a crash mid-way leaves a `.purging-` directory that the next open finishes.
             std::fs::rename(&dir, &doomed).map_err(ArchiveError::io(&dir))?;
             partition::sync_dir(&self.root)?;
             std::fs::remove_dir_all(&doomed).map_err(ArchiveError::io(&doomed))?;
+            let late_file = self.root.join(LATE_DIR).join(format!("{day}.jsonl"));
+            if late_file.exists() {
+                std::fs::remove_file(&late_file).map_err(ArchiveError::io(&late_file))?;
+            }
             self.days.remove(&day);
-            tracing::warn!(day = %day, keep_days, "expired archive day deleted");
-            removed.push(day);
+            self.sealed.remove(&day);
+            tracing::warn!(
+                day = %day,
+                records = certificate.record_count,
+                manifest_sha256 = certificate.manifest_sha256.as_deref().unwrap_or("none (day never sealed)"),
+                keep_days,
+                "expired archive day deleted; deletion certificate written"
+            );
+            report.deleted.push(certificate);
         }
-        Ok(removed)
+        Ok(report)
+    }
+
+    /// Seals every unsealed day whose end is more than `grace` before `now` (an injected
+    /// clock): commits it, merges it into one segment, writes its manifest (SHA-256 of each
+    /// file, record count, first and last timestamps, the previous manifest's hash) signed
+    /// with the archive key, and moves the chain head to it. Days are sealed oldest first.
+    /// Returns the new links.
+    pub fn close_days(&mut self, now: Timestamp, grace: jiff::SignedDuration) -> Result<Vec<ChainLink>, ArchiveError> {
+        let Some(key) = self.key.clone() else {
+            return Err(ArchiveError::BadKey {
+                path: self.root.clone(),
+                reason: "sealing days needs the signing key; set [retention] signing_key".into(),
+            });
+        };
+        let closable: Vec<Date> = self
+            .days
+            .iter()
+            .filter(|d| !self.sealed.contains(d))
+            .filter(|d| {
+                let end = d.tomorrow().ok().and_then(|t| {
+                    jiff::tz::Offset::UTC.to_timestamp(t.to_datetime(jiff::civil::Time::midnight())).ok()
+                });
+                end.is_some_and(|end| end + grace <= now)
+            })
+            .copied()
+            .collect();
+        let mut links = Vec::new();
+        for day in closable {
+            let dir = partition::day_dir(&self.root, day);
+            let mut partition = match self.open.remove(&day) {
+                Some(p) => p,
+                None => Partition::open(&dir, day)?,
+            };
+            self.touched.remove(&day);
+            partition.compact()?;
+            let (stats, _) = day_stats(&partition)?;
+            drop(partition);
+            let files = integrity::hash_files(&dir)?;
+            let previous = integrity::read_head_unverified(&self.root)?;
+            let manifest =
+                integrity::new_manifest(day, stats.documents, (stats.first, stats.last), files, previous, now);
+            let link = integrity::seal(&dir, &manifest, &key)?;
+            integrity::write_head(&self.root, &link, &key)?;
+            self.sealed.insert(day);
+            tracing::info!(day = %day, records = stats.documents, manifest_sha256 = %link.manifest_sha256, "archive day sealed");
+            links.push(link);
+        }
+        Ok(links)
+    }
+
+    /// The legal holds in force.
+    pub fn legal_holds(&self) -> Result<Vec<LegalHold>, ArchiveError> {
+        let path = self.root.join(HOLDS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| ArchiveError::Corrupt { path, reason: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(ArchiveError::Io { path, source: e }),
+        }
+    }
+
+    /// Replaces the legal holds in force (see `Requisitions`, which audits every change).
+    pub(crate) fn set_legal_holds(&self, holds: &[LegalHold]) -> Result<(), ArchiveError> {
+        let mut text = serde_json::to_string_pretty(holds).expect("holds serialize");
+        text.push('\n');
+        partition::write_durably(&self.root.join(HOLDS_FILE), text.as_bytes())
     }
 }
 
-fn search_day(
-    partition: &Partition,
-    query: &ArchiveQuery,
-    limit: usize,
-    out: &mut Vec<ConnectionRecord>,
-) -> Result<(), ArchiveError> {
+fn build_query(partition: &Partition, query: &ArchiveQuery) -> BooleanQuery {
     let fields = &partition.fields;
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
         Occur::Must,
@@ -332,16 +633,39 @@ fn search_day(
     if let Some(ip) = query.source_ip {
         clauses.push(term(Term::from_field_ip_addr(fields.source_ip, schema::to_v6(ip))));
     }
+    if let Some(net) = &query.source_network {
+        let (lo, hi) = net_range(net);
+        clauses.push((
+            Occur::Must,
+            Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_ip_addr(fields.source_ip, lo)),
+                Bound::Included(Term::from_field_ip_addr(fields.source_ip, hi)),
+            )),
+        ));
+    }
     if let Some(port) = query.source_port {
         clauses.push(term(Term::from_field_u64(fields.source_port, u64::from(port))));
     }
     if let Some(user) = &query.user_name {
         clauses.push(term(Term::from_field_text(fields.user_name, user)));
     }
+    if let Some(school) = &query.school_uai {
+        clauses.push(term(Term::from_field_text(fields.school_uai, school)));
+    }
+    BooleanQuery::new(clauses)
+}
+
+fn search_day(
+    partition: &Partition,
+    query: &ArchiveQuery,
+    limit: usize,
+    out: &mut Vec<ConnectionRecord>,
+) -> Result<(), ArchiveError> {
+    let fields = &partition.fields;
     let searcher = partition.searcher();
     let collector = TopDocs::with_limit(limit).order_by_fast_field::<i64>(TIMESTAMP_NS, Order::Asc);
     let hits =
-        searcher.search(&BooleanQuery::new(clauses), &collector).map_err(ArchiveError::tantivy(&partition.dir))?;
+        searcher.search(&build_query(partition, query), &collector).map_err(ArchiveError::tantivy(&partition.dir))?;
     for (_, address) in hits {
         let doc: TantivyDocument = searcher.doc(address).map_err(ArchiveError::tantivy(&partition.dir))?;
         out.push(fields.record_of(&doc, &partition.dir)?);
@@ -400,7 +724,7 @@ fn day_stats(partition: &Partition) -> Result<(DayStats, u64), ArchiveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partition::day_dir;
+    use crate::partition::{FORMAT_VERSION, day_dir};
 
     pub(crate) fn rec(id: &str, at: &str, ip: &str, port: u16, user: Option<&str>) -> ConnectionRecord {
         ConnectionRecord {
@@ -420,18 +744,15 @@ mod tests {
             duration_ns: Some(1_500_000),
             school_uai: Some("0690001A".into()),
             observer: Some("web1".into()),
+            user_category: None,
+            content_id: None,
+            session_duration_s: None,
+            recipients: Vec::new(),
         }
     }
 
     fn query(from: &str, to: &str) -> ArchiveQuery {
-        ArchiveQuery {
-            from: from.parse().unwrap(),
-            to: to.parse().unwrap(),
-            source_ip: None,
-            source_port: None,
-            user_name: None,
-            limit: 1000,
-        }
+        ArchiveQuery { from: from.parse().unwrap(), to: to.parse().unwrap(), limit: 1000, ..ArchiveQuery::default() }
     }
 
     fn ids(records: &[ConnectionRecord]) -> Vec<&str> {
@@ -505,7 +826,7 @@ mod tests {
         assert_eq!(ids(&across), ["a", "c"]);
         let meta = std::fs::read_to_string(day_dir(dir.path(), date("2025-04-07")).join("partition.json")).unwrap();
         let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
-        assert_eq!(meta["format_version"], 1);
+        assert_eq!(meta["format_version"], FORMAT_VERSION);
         assert_eq!(meta["day"], "2025-04-07");
         assert_eq!(meta["first"], "2025-04-07T00:00:00Z");
         assert_eq!(meta["last"], "2025-04-07T00:00:00.1Z");
@@ -590,6 +911,7 @@ mod tests {
     fn purge_removes_expired_days_unless_a_hold_covers_them() {
         let dir = tempfile::tempdir().unwrap();
         let mut archive = Archive::open(dir.path()).unwrap();
+        archive.set_key(ArchiveKey::from_seed([3; 32]));
         let days = ["2024-04-05", "2024-04-06", "2024-04-07", "2025-04-07"];
         let records: Vec<_> = days.iter().map(|d| rec(d, &format!("{d}T23:59:00Z"), "192.0.2.1", 1, None)).collect();
         archive.append(&records).unwrap();
@@ -613,9 +935,21 @@ mod tests {
     }
 
     #[test]
+    fn purge_without_a_key_deletes_nothing_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive.append(&[rec("old", "2024-01-01T12:00:00Z", "192.0.2.1", 1, None)]).unwrap();
+        archive.commit().unwrap();
+        let err = archive.purge_expired(date("2025-04-07"), 365, &[]).unwrap_err().to_string();
+        assert!(err.contains("signing_key"), "{err}");
+        assert_eq!(archive.days().count(), 1);
+    }
+
+    #[test]
     fn purge_closes_a_day_still_being_written() {
         let dir = tempfile::tempdir().unwrap();
         let mut archive = Archive::open(dir.path()).unwrap();
+        archive.set_key(ArchiveKey::from_seed([3; 32]));
         archive.append(&[rec("old", "2024-01-01T12:00:00Z", "192.0.2.1", 1, None)]).unwrap();
         assert!(archive.has_open_writers());
         let removed = archive.purge_expired(date("2025-04-07"), 365, &[]).unwrap();
@@ -623,7 +957,9 @@ mod tests {
         assert!(!archive.has_open_writers());
         archive.commit().unwrap();
         assert_eq!(archive.stats().unwrap().total_documents, 0);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let left: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert_eq!(left, ["certificates"], "only the deletion certificate is left");
     }
 
     #[test]
@@ -634,9 +970,9 @@ mod tests {
         archive.commit().unwrap();
         drop(archive);
         let meta = day_dir(dir.path(), date("2025-04-07")).join("partition.json");
-        std::fs::write(&meta, r#"{"format_version": 2, "whatever": "changed"}"#).unwrap();
+        std::fs::write(&meta, r#"{"format_version": 3, "whatever": "changed"}"#).unwrap();
         let err = Archive::open(dir.path()).unwrap_err();
-        assert!(matches!(err, ArchiveError::TooNew { found: 2, supported: 1, .. }), "{err}");
+        assert!(matches!(err, ArchiveError::TooNew { found: 3, supported: 2, .. }), "{err}");
         let message = err.to_string();
         assert!(message.contains("2025-04-07") && message.contains("newer vigie"), "{message}");
     }

@@ -25,6 +25,14 @@ pub enum ArchiveError {
     InjectedFailure,
     #[error("the archive task stopped unexpectedly: {0}")]
     TaskFailed(String),
+    #[error("route table {path}: {reason}")]
+    BadRouteTable { path: PathBuf, reason: String },
+    #[error("signing key {path}: {reason}")]
+    BadKey { path: PathBuf, reason: String },
+    #[error("requisition refused: {0}")]
+    Requisition(String),
+    #[error("audit log {path} is damaged at entry {entry}: {reason}; keep it as evidence and restore it from a backup")]
+    AuditTampered { path: PathBuf, entry: u64, reason: String },
 }
 
 impl ArchiveError {

@@ -21,7 +21,7 @@ use crate::schema::{self, Fields};
 
 /// The on-disk format this code writes. Bump it with any schema or layout change, and add
 /// a `tests/compat/vN` archive for the new version.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const META_FILE: &str = "partition.json";
 const INDEX_DIR: &str = "index";
 pub(crate) const TMP_PREFIX: &str = ".tmp-";
@@ -201,6 +201,35 @@ impl Partition {
         Ok(())
     }
 
+    /// Prepares the day for sealing: commits, merges its segments into one, removes the files
+    /// no longer used and releases the writer, so its files never change again.
+    pub(crate) fn compact(&mut self) -> Result<(), ArchiveError> {
+        self.commit()?;
+        let mut writer = match self.writer.take() {
+            Some(w) => w,
+            None => {
+                self.index.writer_with_num_threads(1, WRITER_MEMORY_BYTES).map_err(ArchiveError::tantivy(&self.dir))?
+            }
+        };
+        let segments = self.index.searchable_segment_ids().map_err(ArchiveError::tantivy(&self.dir))?;
+        if segments.len() > 1 {
+            writer.merge(&segments).wait().map_err(ArchiveError::tantivy(&self.dir))?;
+        }
+        writer.garbage_collect_files().wait().map_err(ArchiveError::tantivy(&self.dir))?;
+        writer.wait_merging_threads().map_err(ArchiveError::tantivy(&self.dir))?;
+        self.reader.reload().map_err(ArchiveError::tantivy(&self.dir))?;
+        sync_dir(&self.dir.join(INDEX_DIR))?;
+        self.pending_ids.clear();
+        self.pending_range = None;
+        Ok(())
+    }
+
+    /// Whether a committed, live document has this event id.
+    pub(crate) fn contains_id(&self, id: &str) -> Result<bool, ArchiveError> {
+        let term = Term::from_field_text(self.fields.event_id, id);
+        committed_contains(&self.reader.searcher(), &term, &self.dir)
+    }
+
     pub(crate) fn searcher(&self) -> Searcher {
         self.reader.searcher()
     }
@@ -240,17 +269,24 @@ fn read_meta(dir: &Path) -> Result<PartitionMeta, ArchiveError> {
     serde_json::from_str(&text).map_err(corrupt)
 }
 
-/// Writes the metadata durably: temporary file, fsync, rename, fsync of the directory.
+/// Writes the metadata durably.
 fn write_meta(dir: &Path, meta: &PartitionMeta) -> Result<(), ArchiveError> {
-    let path = dir.join(META_FILE);
-    let tmp = dir.join(format!("{META_FILE}.tmp"));
     let mut text = serde_json::to_string_pretty(meta).expect("metadata always serializes");
     text.push('\n');
+    write_durably(&dir.join(META_FILE), text.as_bytes())
+}
+
+/// Writes a whole file durably: temporary file, fsync, rename, fsync of the directory.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
     let mut file = File::create(&tmp).map_err(ArchiveError::io(&tmp))?;
-    file.write_all(text.as_bytes()).map_err(ArchiveError::io(&tmp))?;
+    file.write_all(bytes).map_err(ArchiveError::io(&tmp))?;
     file.sync_all().map_err(ArchiveError::io(&tmp))?;
     drop(file);
-    std::fs::rename(&tmp, &path).map_err(ArchiveError::io(&path))?;
+    std::fs::rename(&tmp, path).map_err(ArchiveError::io(path))?;
     sync_dir(dir)
 }
 

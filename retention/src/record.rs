@@ -6,11 +6,14 @@
 //! has no field for the URL path, the query string, the referrer, a body or the raw line:
 //! the path is only *read* here to name a coarse operation type, never copied.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use collector::{Category, Event};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+use crate::routes::RouteTable;
 
 /// One record of the legal archive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,45 +26,112 @@ pub struct ConnectionRecord {
     pub utc_offset_seconds: Option<i32>,
     /// The parser the event came from (`apache.access`, `iptables.log`...).
     pub dataset: String,
+    /// The client's address.
     pub source_ip: Option<IpAddr>,
+    /// The client's source port (needed behind carrier-grade NAT).
     pub source_port: Option<u16>,
+    /// The server's (or, for the firewall, the target's) address.
     pub destination_ip: Option<IpAddr>,
+    /// The server's (or target's) port.
     pub destination_port: Option<u16>,
     /// `HTTP/1.1`, `tcp`...
     pub protocol: Option<String>,
-    /// A route-free operation type (see [`ConnectionRecord::from_event`]).
+    /// The nature of the operation, from the route table (never the route itself), or
+    /// `pare-feu:<action>` for firewall records.
     pub operation: String,
+    /// The account (login or ENT user id).
     pub user_name: Option<String>,
+    /// The user's category (`eleve`, `parent`, `enseignant`...), from the enrichment.
+    #[serde(default)]
+    pub user_category: Option<String>,
     /// The terminal, as its user agent names it.
     pub user_agent: Option<String>,
+    /// The HTTP status (whether the operation succeeded).
     pub status: Option<u16>,
+    /// How long the request took.
     pub duration_ns: Option<u64>,
     /// UAI of the school the client belongs to.
     pub school_uai: Option<String>,
     /// The web server or firewall that logged the connection.
     pub observer: Option<String>,
+    /// `kind:id` of the content created, changed or deleted (`blog_article:1234`).
+    #[serde(default)]
+    pub content_id: Option<String>,
+    /// On a logout, how long the session lasted since the same account's login, when that
+    /// login was seen by this process.
+    #[serde(default)]
+    pub session_duration_s: Option<u64>,
+    /// Recipients of an internal message, when a source reports them (access logs do not).
+    #[serde(default)]
+    pub recipients: Vec<String>,
 }
 
 impl ConnectionRecord {
+    /// The record to archive for `event` with the default (Beneylu School 3) route table and
+    /// no session tracking; see [`Recorder`].
+    pub fn from_event(event: &Event) -> Option<ConnectionRecord> {
+        Recorder::new(RouteTable::default()).record(event)
+    }
+}
+
+/// At most this many open sessions are remembered for session durations; beyond, the oldest
+/// login is forgotten (its logout then has no duration, nothing else is lost).
+const MAX_TRACKED_SESSIONS: usize = 200_000;
+
+/// Turns events into records: names operations from the route table and measures sessions
+/// (login to logout of the same account).
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    routes: RouteTable,
+    logins: HashMap<String, Timestamp>,
+}
+
+impl Recorder {
+    /// A recorder naming operations with `routes`.
+    pub fn new(routes: RouteTable) -> Recorder {
+        Recorder { routes, logins: HashMap::new() }
+    }
+
     /// The record to archive for `event`, or `None` when the event identifies no connection
     /// (no client address, e.g. an error-log line without client) or has no id yet (it could
     /// not be archived idempotently, and an empty id would collide with every other one).
     ///
-    /// The operation is one of `connexion`, `déconnexion`, `consultation`, `création`,
-    /// `modification`, `suppression`, `requête` (other HTTP methods), `erreur` (an error-log
-    /// line with a client) and `pare-feu:<action>` for firewall events.
-    pub fn from_event(event: &Event) -> Option<ConnectionRecord> {
+    /// Web operations come from the route table; firewall events are `pare-feu:<action>`;
+    /// error-log lines with a client are `erreur`.
+    pub fn record(&mut self, event: &Event) -> Option<ConnectionRecord> {
         let source_ip = event.source_ip?;
         if event.id.as_str().is_empty() {
             return None;
         }
-        let (operation, protocol) = match event.category {
-            Category::Web => (web_operation(event), http_protocol(event).or_else(|| event.transport.clone())),
+        let user_name = present(&event.user_name).map(str::to_owned);
+        let (operation, content_id, protocol) = match event.category {
+            Category::Web => {
+                let op = self.routes.operation(present(&event.http_method), event.url_path.as_deref().unwrap_or("/"));
+                (op.name, op.content_id, http_protocol(event).or_else(|| event.transport.clone()))
+            }
             Category::Network => (
                 format!("pare-feu:{}", present(&event.action).unwrap_or("inconnu").to_lowercase()),
+                None,
                 event.transport.as_ref().map(|t| t.to_lowercase()),
             ),
-            Category::Diagnostic => ("erreur".to_owned(), event.transport.clone()),
+            Category::Diagnostic => ("erreur".to_owned(), None, event.transport.clone()),
+        };
+        let session_duration_s = match (operation.as_str(), &user_name) {
+            ("connexion", Some(user)) => {
+                if self.logins.len() >= MAX_TRACKED_SESSIONS
+                    && !self.logins.contains_key(user)
+                    && let Some(oldest) = self.logins.iter().min_by_key(|(_, t)| **t).map(|(u, _)| u.clone())
+                {
+                    self.logins.remove(&oldest);
+                }
+                self.logins.insert(user.clone(), event.timestamp);
+                None
+            }
+            ("déconnexion", Some(user)) => self
+                .logins
+                .remove(user)
+                .and_then(|start| u64::try_from(event.timestamp.duration_since(start).as_secs()).ok()),
+            _ => None,
         };
         Some(ConnectionRecord {
             event_id: event.id.as_str().to_owned(),
@@ -74,12 +144,16 @@ impl ConnectionRecord {
             destination_port: event.destination_port,
             protocol,
             operation,
-            user_name: present(&event.user_name).map(str::to_owned),
+            user_name,
+            user_category: present(&event.user_role).map(str::to_owned),
             user_agent: present(&event.user_agent).map(str::to_owned),
             status: event.http_status,
             duration_ns: event.duration_ns,
             school_uai: present(&event.school_uai).map(str::to_owned),
             observer: present(&event.observer_hostname).map(str::to_owned),
+            content_id,
+            session_duration_s,
+            recipients: Vec::new(),
         })
     }
 }
@@ -97,49 +171,6 @@ fn http_protocol(event: &Event) -> Option<String> {
     } else {
         Some(format!("HTTP/{version}"))
     }
-}
-
-/// Path segments that name a login or logout endpoint in the ENT and its identity provider
-/// (ENT NG `/auth/login`, CAS `/cas/login`, SAML/OIDC `/signin`...). Matching whole segments
-/// keeps `/blog/loginfo` from counting as a login.
-const LOGIN_SEGMENTS: &[&str] = &["login", "connexion", "signin", "authenticate", "sso"];
-const LOGOUT_SEGMENTS: &[&str] = &["logout", "deconnexion", "déconnexion", "signout", "slo"];
-
-fn web_operation(event: &Event) -> String {
-    let method = present(&event.http_method).map(str::to_ascii_uppercase);
-    let segments = path_segments(event.url_path.as_deref().unwrap_or(""));
-    let names = |list: &[&str]| segments.iter().any(|s| list.contains(&s.as_str()));
-    if names(LOGOUT_SEGMENTS) {
-        return "déconnexion".to_owned();
-    }
-    // Displaying the login form (GET) is a consultation; submitting it is the connection.
-    if names(LOGIN_SEGMENTS) && method.as_deref() == Some("POST") {
-        return "connexion".to_owned();
-    }
-    match method.as_deref() {
-        Some("GET" | "HEAD" | "OPTIONS") | None => "consultation",
-        Some("POST") => "création",
-        Some("PUT" | "PATCH") => "modification",
-        Some("DELETE") => "suppression",
-        Some(_) => "requête",
-    }
-    .to_owned()
-}
-
-/// The lowercased segments of a path, without the query string or the extension of the last
-/// segment (`/auth/login.php` names the same operation as `/auth/login`).
-fn path_segments(path: &str) -> Vec<String> {
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let s = s.to_lowercase();
-            match s.rsplit_once('.') {
-                Some((stem, _ext)) if !stem.is_empty() => stem.to_owned(),
-                _ => s,
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -177,17 +208,36 @@ mod tests {
 
     #[test]
     fn operations_are_named_without_the_route() {
-        check("POST", "/auth/login", "connexion");
-        check("GET", "/auth/login", "consultation");
+        check("POST", "/login_check", "connexion");
+        check("GET", "/login_check", "consultation");
         check("POST", "/cas/login.php", "connexion");
-        check("GET", "/auth/logout", "déconnexion");
+        check("GET", "/logout", "déconnexion");
         check("GET", "/blog/loginfo", "consultation");
         check("GET", "/eleves/dupont/bulletin", "consultation");
-        check("POST", "/blog/article", "création");
-        check("PUT", "/blog/article/12", "modification");
-        check("patch", "/blog/article/12", "modification");
-        check("DELETE", "/blog/article/12", "suppression");
+        check("POST", "/blog/gestion/article/42/supprimer", "suppression");
         check("PROPFIND", "/dav", "requête");
+    }
+
+    #[test]
+    fn a_logout_carries_the_session_duration_of_the_same_account() {
+        let mut recorder = Recorder::new(RouteTable::default());
+        let login = Event { timestamp: "2025-04-07T08:00:00Z".parse().unwrap(), ..web("POST", "/login_check") };
+        let other = Event { user_name: Some("autre".into()), ..web("GET", "/logout") };
+        let logout = Event { timestamp: "2025-04-07T08:25:30Z".parse().unwrap(), ..web("GET", "/logout") };
+        assert_eq!(recorder.record(&login).unwrap().session_duration_s, None);
+        assert_eq!(recorder.record(&other).unwrap().session_duration_s, None, "another account's logout");
+        let out = recorder.record(&logout).unwrap();
+        assert_eq!((out.operation.as_str(), out.session_duration_s), ("déconnexion", Some(1530)));
+        assert_eq!(recorder.record(&logout).unwrap().session_duration_s, None, "a session ends once");
+    }
+
+    #[test]
+    fn content_changes_keep_the_content_id_and_the_category() {
+        let event =
+            Event { user_role: Some("enseignant".into()), ..web("POST", "/blog/gestion/article/881/supprimer") };
+        let record = ConnectionRecord::from_event(&event).unwrap();
+        assert_eq!(record.content_id.as_deref(), Some("blog_article:881"));
+        assert_eq!(record.user_category.as_deref(), Some("enseignant"));
     }
 
     #[test]
@@ -207,11 +257,15 @@ mod tests {
                 protocol: Some("HTTP/1.1".into()),
                 operation: "consultation".into(),
                 user_name: Some("jdupont".into()),
+                user_category: None,
                 user_agent: Some("Mozilla/5.0".into()),
                 status: Some(200),
                 duration_ns: None,
                 school_uai: None,
                 observer: Some("web1".into()),
+                content_id: None,
+                session_duration_s: None,
+                recipients: Vec::new(),
             }
         );
         let json = serde_json::to_string(&record).unwrap();

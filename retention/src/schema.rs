@@ -1,7 +1,9 @@
 //! The Tantivy schema of a day partition, and the conversion between records and documents.
 //!
-//! Format version 1. Any change to field names, types or options is a new format version:
-//! the compatibility test in `tests/compat` keeps the archive of version 1 readable.
+//! Format version 2 (adds user category, content id, session duration and recipients, and makes
+//! the client address and port fast fields for CIDR ranges). Any change to field names, types or
+//! options is a new format version: the compatibility tests in `tests/compat` keep the archives
+//! of versions 1 and 2 readable (a version 1 day simply has no value for the new fields).
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
@@ -32,8 +34,12 @@ pub(crate) struct Fields {
     user_agent: Field,
     status: Field,
     duration_ns: Field,
-    school_uai: Field,
+    pub(crate) school_uai: Field,
     observer: Field,
+    user_category: Option<Field>,
+    content_id: Option<Field>,
+    session_duration_s: Option<Field>,
+    recipients: Option<Field>,
 }
 
 /// The schema new partitions are created with. Only what a requisition searches on is
@@ -44,8 +50,8 @@ pub(crate) fn schema() -> Schema {
     b.add_i64_field(TIMESTAMP_NS, INDEXED | STORED | FAST);
     b.add_i64_field("utc_offset_seconds", STORED);
     b.add_text_field("dataset", STRING | STORED);
-    b.add_ip_addr_field("source_ip", INDEXED | STORED);
-    b.add_u64_field("source_port", INDEXED | STORED);
+    b.add_ip_addr_field("source_ip", INDEXED | STORED | FAST);
+    b.add_u64_field("source_port", INDEXED | STORED | FAST);
     b.add_ip_addr_field("destination_ip", STORED);
     b.add_u64_field("destination_port", STORED);
     b.add_text_field("protocol", STRING | STORED);
@@ -56,6 +62,10 @@ pub(crate) fn schema() -> Schema {
     b.add_u64_field("duration_ns", STORED);
     b.add_text_field("school_uai", STRING | STORED);
     b.add_text_field("observer", STRING | STORED);
+    b.add_text_field("user_category", STRING | STORED);
+    b.add_text_field("content_id", STRING | STORED);
+    b.add_u64_field("session_duration_s", STORED);
+    b.add_text_field("recipients", STRING | STORED);
     b.build()
 }
 
@@ -84,6 +94,10 @@ impl Fields {
             duration_ns: f("duration_ns")?,
             school_uai: f("school_uai")?,
             observer: f("observer")?,
+            user_category: schema.get_field("user_category").ok(),
+            content_id: schema.get_field("content_id").ok(),
+            session_duration_s: schema.get_field("session_duration_s").ok(),
+            recipients: schema.get_field("recipients").ok(),
         })
     }
 
@@ -126,6 +140,20 @@ impl Fields {
         if let Some(v) = r.duration_ns {
             doc.add_u64(self.duration_ns, v);
         }
+        if let (Some(f), Some(v)) = (self.user_category, &r.user_category) {
+            doc.add_text(f, v);
+        }
+        if let (Some(f), Some(v)) = (self.content_id, &r.content_id) {
+            doc.add_text(f, v);
+        }
+        if let (Some(f), Some(v)) = (self.session_duration_s, r.session_duration_s) {
+            doc.add_u64(f, v);
+        }
+        if let Some(f) = self.recipients {
+            for v in &r.recipients {
+                doc.add_text(f, v);
+            }
+        }
         doc
     }
 
@@ -159,6 +187,13 @@ impl Fields {
             duration_ns: uint(self.duration_ns),
             school_uai: text(self.school_uai),
             observer: text(self.observer),
+            user_category: self.user_category.and_then(text),
+            content_id: self.content_id.and_then(text),
+            session_duration_s: self.session_duration_s.and_then(uint),
+            recipients: self
+                .recipients
+                .map(|f| doc.get_all(f).filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
         })
     }
 }

@@ -11,7 +11,32 @@ use tokio_util::sync::CancellationToken;
 use crate::archive::{AppendReport, Archive};
 use crate::error::ArchiveError;
 use crate::metrics::ArchiveMetrics;
-use crate::record::ConnectionRecord;
+use crate::record::Recorder;
+use crate::routes::RouteTable;
+
+/// The archive's housekeeping inside the sink: sealing days past their grace period and the
+/// daily retention purge, both on the sink's own archive (it is the only writer).
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    /// Days kept.
+    pub keep_days: u32,
+    /// How long after its end a day is sealed (late records for it then go to its late file).
+    pub grace: jiff::SignedDuration,
+    /// How often to look for days to seal or purge.
+    pub every: Duration,
+}
+
+impl Maintenance {
+    fn run(&self, archive: &mut Archive, now: jiff::Timestamp) -> Result<(), ArchiveError> {
+        archive.close_days(now, self.grace)?;
+        let holds = archive.legal_holds()?;
+        let report = archive.purge(now, self.keep_days, &holds, false)?;
+        if !report.deleted.is_empty() {
+            tracing::info!(days = report.deleted.len(), "archive retention purge done");
+        }
+        Ok(())
+    }
+}
 
 /// Commit early once this many batches wait for durability, so a burst neither holds many
 /// tokens (the source cannot advance) nor grows the writers' uncommitted segments unbounded.
@@ -29,17 +54,43 @@ const MAX_PENDING_BATCHES: usize = 64;
 /// committed before returning. Blocking archive work runs on `spawn_blocking`.
 pub async fn run_sink(
     archive: Archive,
+    input: mpsc::Receiver<Batch<Event>>,
+    commit_interval: Duration,
+    metrics: ArchiveMetrics,
+    cancel: CancellationToken,
+) -> Result<Archive, ArchiveError> {
+    run_archive(archive, Recorder::new(RouteTable::default()), None, input, commit_interval, metrics, cancel).await
+}
+
+/// [`run_sink`] with the records named by `recorder` (its route table) and, with
+/// `maintenance`, the days sealed and purged as time passes (checked at start, then every
+/// `maintenance.every`, with the wall clock).
+pub async fn run_archive(
+    archive: Archive,
+    recorder: Recorder,
+    maintenance: Option<Maintenance>,
     mut input: mpsc::Receiver<Batch<Event>>,
     commit_interval: Duration,
     metrics: ArchiveMetrics,
     cancel: CancellationToken,
 ) -> Result<Archive, ArchiveError> {
     let mut sink = Sink::new(archive, metrics);
+    sink.recorder = recorder;
     let period = commit_interval.max(Duration::from_millis(1));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let housekeeping_every =
+        maintenance.as_ref().map_or(Duration::from_secs(3600), |m| m.every.max(Duration::from_secs(1)));
+    let mut housekeeping = tokio::time::interval(housekeeping_every);
+    housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = housekeeping.tick(), if maintenance.is_some() => {
+                let m = maintenance.clone().expect("checked by the guard");
+                // Commit first: sealing a day releases its writer.
+                sink.commit().await?;
+                sink.blocking(move |archive| m.run(archive, jiff::Timestamp::now())).await?;
+            }
             () = cancel.cancelled() => break,
             batch = input.recv() => {
                 let Some(batch) = batch else { break };
@@ -72,11 +123,12 @@ pub(crate) struct Sink {
     archive: Option<Archive>,
     pub(crate) pending: Vec<AckToken>,
     metrics: ArchiveMetrics,
+    recorder: Recorder,
 }
 
 impl Sink {
     pub(crate) fn new(archive: Archive, metrics: ArchiveMetrics) -> Sink {
-        Sink { archive: Some(archive), pending: Vec::new(), metrics }
+        Sink { archive: Some(archive), pending: Vec::new(), metrics, recorder: Recorder::new(RouteTable::default()) }
     }
 
     fn needs_commit(&self) -> bool {
@@ -86,13 +138,11 @@ impl Sink {
     /// Converts and appends one batch, and keeps its token until the next commit.
     pub(crate) async fn handle(&mut self, batch: Batch<Event>) -> Result<(), ArchiveError> {
         let Batch { items, ack } = batch;
-        let result = self
-            .blocking(move |archive| {
-                let records: Vec<ConnectionRecord> = items.iter().filter_map(ConnectionRecord::from_event).collect();
-                let skipped = (items.len() - records.len()) as u64;
-                archive.append_report(&records).map(|report| (report, skipped))
-            })
-            .await;
+        // Converting is cheap and keeps the recorder's session state here, in order.
+        let records: Vec<_> = items.iter().filter_map(|e| self.recorder.record(e)).collect();
+        let skipped = (items.len() - records.len()) as u64;
+        let result =
+            self.blocking(move |archive| archive.append_report(&records).map(|report| (report, skipped))).await;
         match result {
             Ok((AppendReport { appended, replaced }, skipped)) => {
                 self.metrics.records.inc_by(appended);
@@ -365,6 +415,10 @@ mod tests {
                     "duration_ns",
                     "school_uai",
                     "observer",
+                    "user_category",
+                    "content_id",
+                    "session_duration_s",
+                    "recipients",
                 ],
                 "a new field must be checked against the law (REFERENCE.md §1.3) before it is stored"
             );

@@ -6,7 +6,7 @@ mod fixture;
 
 use std::path::{Path, PathBuf};
 
-use retention::{Archive, ArchiveQuery, ConnectionRecord};
+use retention::{Archive, ArchiveKey, ArchiveQuery, ConnectionRecord};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -25,7 +25,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn open_copy(version: &str) -> (tempfile::TempDir, Archive) {
     let committed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat").join(version);
     assert!(
-        committed.join("2025-04-06/partition.json").is_file(),
+        committed.join("2025-04-07/partition.json").is_file(),
         "{} is missing: it is generated once by examples/generate_compat_archive.rs and committed",
         committed.display()
     );
@@ -39,10 +39,8 @@ fn everything() -> ArchiveQuery {
     ArchiveQuery {
         from: "2025-01-01T00:00:00Z".parse().unwrap(),
         to: "2026-01-01T00:00:00Z".parse().unwrap(),
-        source_ip: None,
-        source_port: None,
-        user_name: None,
         limit: 100,
+        ..ArchiveQuery::default()
     }
 }
 
@@ -89,4 +87,35 @@ fn a_version_1_archive_accepts_new_records() {
     expected.insert(0, late);
     assert_eq!(archive.search(&everything()).unwrap(), expected);
     assert_eq!(archive.stats().unwrap().duplicate_event_ids, 0);
+}
+
+#[test]
+fn a_version_1_archive_verifies_as_unsealed_and_can_be_sealed() {
+    let (scratch, mut archive) = open_copy("v1");
+    let key = ArchiveKey::from_seed([9; 32]);
+    let report = retention::verify(scratch.path(), &key.public()).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.open_days.len(), 2);
+    archive.set_key(key.clone());
+    archive.close_days("2025-05-01T00:00:00Z".parse().unwrap(), jiff::SignedDuration::from_hours(2)).unwrap();
+    let report = retention::verify(scratch.path(), &key.public()).unwrap();
+    assert!(report.is_intact() && report.days_verified == 2, "{report:?}");
+    assert_eq!(archive.search(&everything()).unwrap(), fixture::expected());
+}
+
+#[test]
+fn a_version_2_archive_opens_verifies_and_reads_back_exactly() {
+    let (scratch, archive) = open_copy("v2");
+    let days: Vec<String> = archive.days().map(|d| d.to_string()).collect();
+    assert_eq!(days, ["2025-04-06", "2025-04-07"]);
+    let public = ArchiveKey::from_seed(fixture::V2_KEY_SEED).public();
+    let report = retention::verify(scratch.path(), &public).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.days_verified, 2);
+    assert_eq!(archive.search(&everything()).unwrap(), fixture::expected_v2());
+    let network = ArchiveQuery { source_network: Some("192.0.2.0/24".parse().unwrap()), ..everything() };
+    let users: Vec<_> = archive.search(&network).unwrap().into_iter().filter_map(|r| r.user_name).collect();
+    assert_eq!(users, ["élève.dupont", "élève.dupont", "enseignant.martin"]);
+    let school = ArchiveQuery { school_uai: Some("0691234X".into()), ..everything() };
+    assert_eq!(archive.count(&school).unwrap(), 2);
 }

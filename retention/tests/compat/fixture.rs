@@ -22,6 +22,10 @@ fn record(id: &str, at: &str) -> ConnectionRecord {
         duration_ns: None,
         school_uai: None,
         observer: None,
+        user_category: None,
+        content_id: None,
+        session_duration_s: None,
+        recipients: Vec::new(),
     }
 }
 
@@ -73,10 +77,52 @@ pub(crate) fn batches() -> Vec<Vec<ConnectionRecord>> {
     vec![vec![full, v6, firewall], vec![bare, replayed]]
 }
 
+/// The batches of format version 2: those of version 1, plus records with the fields version 2
+/// added (user category, content id, session duration, recipients).
+pub(crate) fn batches_v2() -> Vec<Vec<ConnectionRecord>> {
+    let mut batches = batches();
+    let logout = ConnectionRecord {
+        source_ip: Some("192.0.2.10".parse().unwrap()),
+        source_port: Some(51300),
+        protocol: Some("HTTP/1.1".into()),
+        operation: "déconnexion".into(),
+        user_name: Some("élève.dupont".into()),
+        user_category: Some("eleve".into()),
+        session_duration_s: Some(1530),
+        school_uai: Some("0691234X".into()),
+        ..record("apache-main:3000", "2025-04-07T13:00:00Z")
+    };
+    let message = ConnectionRecord {
+        source_ip: Some("192.0.2.11".parse().unwrap()),
+        source_port: Some(40001),
+        operation: "envoi de message".into(),
+        user_name: Some("enseignant.martin".into()),
+        user_category: Some("enseignant".into()),
+        content_id: Some("message".into()),
+        recipients: vec!["parent42".into(), "parent43".into()],
+        ..record("apache-main:3001", "2025-04-07T13:05:00Z")
+    };
+    batches.push(vec![logout, message]);
+    batches
+}
+
+/// The seed of the key that sealed the version 2 archive (a fixture, not a secret).
+pub(crate) const V2_KEY_SEED: [u8; 32] = [7; 32];
+
 /// What the archive must hold after [`batches`]: the last write of each id, earliest first.
+#[cfg_attr(not(test), expect(dead_code, reason = "the compat test uses it, the generator example does not"))]
 pub(crate) fn expected() -> Vec<ConnectionRecord> {
+    expected_of(batches())
+}
+
+/// What the archive must hold after [`batches_v2`].
+pub(crate) fn expected_v2() -> Vec<ConnectionRecord> {
+    expected_of(batches_v2())
+}
+
+fn expected_of(batches: Vec<Vec<ConnectionRecord>>) -> Vec<ConnectionRecord> {
     let mut last: Vec<ConnectionRecord> = Vec::new();
-    for record in batches().into_iter().flatten() {
+    for record in batches.into_iter().flatten() {
         last.retain(|r| r.event_id != record.event_id);
         last.push(record);
     }

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The legal archive against its peers, same run, same records:
+#   - indexing: `vigie archive ingest` (parse + record + Tantivy, one thread) against tantivy-cli
+#     indexing the same records as NDJSON (one thread), records/s per core;
+#   - search: p95 latency of `vigie archive search --ip IP` over the whole year (a process
+#     start, the audit entry and the search) against `rg -F IP` over the raw logs;
+#   - size: the archive directory against `zstd -3` of the raw logs.
+#
+#   bench/archive.sh [RECORDS]     (default 1,000,000 records spread over 365 days)
+#
+# tantivy-cli is installed into ~/.cache/vigie-tools when missing. Absolute numbers on a shared
+# machine are noise; read the ratios. Targets (issue 7): indexing >= 0.8x tantivy-cli, search
+# p95 <= 1/100 of the ripgrep scan, size <= 1.5x zstd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RECORDS="${1:-1000000}"
+QUERIES="${VIGIE_BENCH_QUERIES:-20}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vigie-target}"
+TOOLS="$HOME/.cache/vigie-tools"
+
+missing=()
+command -v rg >/dev/null || missing+=(ripgrep)
+command -v zstd >/dev/null || missing+=(zstd)
+command -v python3 >/dev/null || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ! -x "$TOOLS/bin/tantivy" ]; then
+    echo "==> installing tantivy-cli into $TOOLS (once)" >&2
+    CARGO_TARGET_DIR="$TOOLS/tantivy-cli-build" cargo install --root "$TOOLS" tantivy-cli >&2
+fi
+TANTIVY="$TOOLS/bin/tantivy"
+
+cargo build --release -q --bin vigie
+VIGIE="$CARGO_TARGET_DIR/release/vigie"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# The same records twice: Apache combined lines (what vigie ingests, what rg scans, what zstd
+# compresses) and NDJSON of the fields the archive keeps (what tantivy-cli indexes).
+python3 - "$RECORDS" "$tmp/access.log" "$tmp/records.ndjson" "$tmp/ips" <<'EOF'
+import datetime, ipaddress, json, random, sys
+n, log_path, ndjson_path, ips_path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+rng = random.Random(7)
+start = datetime.datetime(2024, 4, 8, tzinfo=datetime.timezone.utc)
+ips = [str(ipaddress.IPv4Address(0x0A000000 + rng.randrange(1 << 20))) for _ in range(20000)]
+agents = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0",
+          "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"]
+routes = [("GET", "/blog/", "consultation"), ("POST", "/login_check", "connexion"), ("GET", "/logout", "déconnexion"),
+          ("GET", "/messagerie/", "consultation"), ("POST", "/blog/gestion/article/{}/supprimer", "suppression")]
+step = 365 * 86400 / n
+with open(log_path, "w") as log, open(ndjson_path, "w") as nd:
+    for i in range(n):
+        t = start + datetime.timedelta(seconds=i * step)
+        ip = ips[rng.randrange(len(ips))]
+        user = f"eleve{rng.randrange(50000)}"
+        method, path, op = routes[rng.randrange(len(routes))]
+        path = path.format(i)
+        ua = agents[i % 2]
+        log.write(f'{ip} - {user} [{t.strftime("%d/%b/%Y:%H:%M:%S +0000")}] "{method} {path} HTTP/1.1" 200 {rng.randrange(200, 90000)} "https://ent.ville.fr/" "{ua}"\n')
+        nd.write(json.dumps({"event_id": f"{log_path}:{i+1}", "timestamp_ns": int(t.timestamp()) * 10**9,
+                             "source_ip": ip, "protocol": "HTTP/1.1", "operation": op,
+                             "user_name": user, "user_agent": ua, "status": 200, "observer": "ent.ville.fr"}) + "\n")
+with open(ips_path, "w") as f:
+    f.write("\n".join(rng.sample(ips, 50)) + "\n")
+EOF
+
+# seconds CMD...: wall time of one run, output discarded.
+seconds() {
+    local s e
+    s=$(date +%s.%N)
+    "$@" > /dev/null 2> "$tmp/stderr" || { echo "failed: $*" >&2; cat "$tmp/stderr" >&2; exit 1; }
+    e=$(date +%s.%N)
+    awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f", e - s }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
+rate() { awk -v n="$RECORDS" -v s="$1" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
+p95() { sort -n | awk '{ a[NR] = $1 } END { i = int(NR * 0.95 + 0.999); if (i < 1) i = 1; printf "%.4f", a[i] }'; }
+
+# Indexing.
+mkdir -p "$tmp/data"
+vigie_s=$(seconds "$VIGIE" archive ingest --format apache_combined --data "$tmp/data" "$tmp/access.log")
+mkdir -p "$tmp/tantivy"
+cat > "$tmp/tantivy/meta.json" <<'EOF'
+{"index_settings":{"docstore_compression":"lz4","docstore_blocksize":16384},"segments":[],"schema":[
+{"name":"event_id","type":"text","options":{"indexing":{"record":"basic","fieldnorms":false,"tokenizer":"raw"},"stored":true,"fast":true}},
+{"name":"timestamp_ns","type":"i64","options":{"indexed":true,"fieldnorms":false,"fast":true,"stored":true}},
+{"name":"source_ip","type":"ip_addr","options":{"indexed":true,"fieldnorms":false,"fast":true,"stored":true}},
+{"name":"protocol","type":"text","options":{"indexing":{"record":"basic","fieldnorms":false,"tokenizer":"raw"},"stored":true,"fast":false}},
+{"name":"operation","type":"text","options":{"indexing":{"record":"basic","fieldnorms":false,"tokenizer":"raw"},"stored":true,"fast":false}},
+{"name":"user_name","type":"text","options":{"indexing":{"record":"basic","fieldnorms":false,"tokenizer":"raw"},"stored":true,"fast":false}},
+{"name":"user_agent","type":"text","options":{"indexing":null,"stored":true,"fast":false}},
+{"name":"status","type":"u64","options":{"indexed":false,"fieldnorms":false,"fast":false,"stored":true}},
+{"name":"observer","type":"text","options":{"indexing":{"record":"basic","fieldnorms":false,"tokenizer":"raw"},"stored":true,"fast":false}}
+],"opstamp":0}
+EOF
+tantivy_s=$(seconds "$TANTIVY" index --index "$tmp/tantivy" --file "$tmp/records.ndjson" --num_threads 1)
+
+# Search: one IP over the whole year, QUERIES different IPs.
+key="$tmp/bench.key"
+"$VIGIE" archive keygen --key "$key" > /dev/null 2>&1
+: > "$tmp/vigie_times"; : > "$tmp/rg_times"
+head -n "$QUERIES" "$tmp/ips" | while read -r ip; do
+    seconds "$VIGIE" archive search --data "$tmp/data" --key "$key" --ip "$ip" --from 2024-04-01 --to 2025-05-01 \
+        --requisition 'Banc d essai;BENCH-1;art. 60-1 CPP;2025-04-10' --operator bench --page-size 10000 >> "$tmp/vigie_times"
+    echo >> "$tmp/vigie_times"
+    seconds rg -F "$ip" "$tmp/access.log" >> "$tmp/rg_times"
+    echo >> "$tmp/rg_times"
+done
+vigie_p95=$(grep -v '^$' "$tmp/vigie_times" | p95)
+rg_p95=$(grep -v '^$' "$tmp/rg_times" | p95)
+
+# Size.
+zstd -q -3 -T1 "$tmp/access.log" -o "$tmp/access.log.zst"
+raw_b=$(stat -c %s "$tmp/access.log")
+zstd_b=$(stat -c %s "$tmp/access.log.zst")
+archive_b=$(du -sb "$tmp/data/archive" | cut -f1)
+
+echo "records: $RECORDS over 365 days; $QUERIES single-IP searches over the whole year"
+printf '%-44s %12s %14s\n' "indexing (1 thread)" "seconds" "records/s"
+printf '%-44s %12s %14s\n' "vigie archive ingest (parse + index)" "$vigie_s" "$(rate "$vigie_s")"
+printf '%-44s %12s %14s\n' "tantivy-cli index (NDJSON)" "$tantivy_s" "$(rate "$tantivy_s")"
+printf '%-44s %12s\n' "search, p95 seconds" ""
+printf '%-44s %12s\n' "vigie archive search --ip (process + audit)" "$vigie_p95"
+printf '%-44s %12s\n' "rg -F IP raw log" "$rg_p95"
+printf '%-44s %12s\n' "size, bytes" ""
+printf '%-44s %12s\n' "raw log" "$raw_b"
+printf '%-44s %12s\n' "zstd -3" "$zstd_b"
+printf '%-44s %12s\n' "vigie archive" "$archive_b"
+echo "ratios:"
+echo "  indexing vigie / tantivy-cli (records/s):  $(ratio "$tantivy_s" "$vigie_s")   (target >= 0.8)"
+echo "  search p95 vigie / rg:                     $(ratio "$vigie_p95" "$rg_p95")   (target <= 0.01)"
+echo "  size vigie / zstd -3:                      $(ratio "$archive_b" "$zstd_b")   (target <= 1.5)"
