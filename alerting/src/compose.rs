@@ -28,7 +28,7 @@ impl Notification {
 }
 
 /// The domain of the sender's address, for Message-IDs (`vigie@ville.fr` → `ville.fr`).
-fn sender_domain(from: &str) -> &str {
+pub(crate) fn sender_domain(from: &str) -> &str {
     let addr = from.rsplit_once('<').map_or(from, |(_, rest)| rest.trim_end_matches('>'));
     addr.rsplit_once('@').map_or("vigie.invalid", |(_, d)| d.trim())
 }
@@ -52,13 +52,7 @@ fn place(alert: &Alert) -> String {
 
 /// `1 h 12 min`, `3 min`, `2 j 4 h` — how long an alert lasted.
 fn duration_fr(from: Timestamp, to: Timestamp) -> String {
-    let secs = to.duration_since(from).as_secs().max(0);
-    let (days, hours, mins) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
-    match (days, hours) {
-        (0, 0) => format!("{mins} min"),
-        (0, h) => format!("{h} h {mins:02} min"),
-        (d, h) => format!("{d} j {h} h"),
-    }
+    crate::french::duration_fr(to.duration_since(from))
 }
 
 /// The email for `kind` of `alert`, composed at `now`.
@@ -117,6 +111,22 @@ pub(crate) fn compose(alert: &Alert, kind: Notification, policy: &AlertPolicy, n
         body.push_str(&format!("  {line}\n"));
     }
     body.push_str(&format!("\nRègle : {}\nIdentifiant de l'alerte : {}\n", alert.rule, alert.id));
+    if let (Notification::Firing | Notification::Reminder(_), Some(links)) = (kind, &policy.ack) {
+        let expires = now
+            .checked_add(jiff::SignedDuration::try_from(links.valid_for).unwrap_or(jiff::SignedDuration::MAX))
+            .unwrap_or(Timestamp::MAX);
+        let token = links.key.sign(&crate::token::Claims {
+            action: "ack".into(),
+            subject: alert.id,
+            revision: 0,
+            who: policy.on_call.join(", "),
+            expires,
+        });
+        body.push_str(&format!(
+            "\nPrendre en compte (arrête les rappels, enregistre qui s'en occupe) :\n{}/alerts/ack?token={token}\n",
+            links.base_url.trim_end_matches('/')
+        ));
+    }
     body.push_str("\n-- \nVigie, supervision de l'ENT\n");
 
     let first = message_id(alert, Notification::Firing, &policy.from);
@@ -128,6 +138,9 @@ pub(crate) fn compose(alert: &Alert, kind: Notification, policy: &AlertPolicy, n
         to: policy.on_call.clone(),
         subject,
         body,
+        html: None,
+        notice_id: None,
+        school: None,
     }
 }
 

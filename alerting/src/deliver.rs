@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use jiff::Timestamp;
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, Message};
+use lettre::message::{Mailbox, Message, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -153,10 +153,12 @@ fn build_message(entry: &OutboxEntry) -> Result<Message, String> {
     for to in &email.to {
         builder = builder.to(parse(to)?);
     }
-    builder
-        .header(ContentType::TEXT_PLAIN)
-        .body(email.body.clone())
-        .map_err(|e| format!("permanent: cannot build the email: {e}"))
+    let built = match &email.html {
+        // Both parts: mail clients show the HTML, and the plain text stays readable anywhere.
+        Some(html) => builder.multipart(MultiPart::alternative_plain_html(email.body.clone(), html.clone())),
+        None => builder.header(ContentType::TEXT_PLAIN).body(email.body.clone()),
+    };
+    built.map_err(|e| format!("permanent: cannot build the email: {e}"))
 }
 
 /// What one [`deliver_due`] pass did.

@@ -137,6 +137,9 @@ fn email(n: u32, to: &str) -> Email {
         to: vec![to.into()],
         subject: format!("[Vigie] essai n° {n}"),
         body: format!("Message d'essai n° {n}, accentué."),
+        html: None,
+        notice_id: None,
+        school: None,
     }
 }
 
@@ -321,4 +324,83 @@ fn a_missing_password_variable_is_named_in_the_error() {
     .unwrap_err();
     assert!(matches!(err, AlertError::MissingPassword { .. }), "{err}");
     assert!(err.to_string().contains("VIGIE_TEST_SMTP_PASSWORD_THAT_IS_NOT_SET"), "{err}");
+}
+
+/// Every part of a stored message, read by Python's email parser: headers (decoded), then
+/// each leaf part's content type, transfer encoding and decoded text, separated by `=====`.
+fn decode_parts(path: &Path) -> String {
+    let script = "import email, email.policy, sys\n\
+                  m = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)\n\
+                  print('Subject:', m['subject'])\n\
+                  print('To:', m['to'])\n\
+                  print('Message-ID:', m['message-id'])\n\
+                  print('Content-Type:', m.get_content_type())\n\
+                  for part in m.walk():\n\
+                  \x20   if part.is_multipart():\n\
+                  \x20       continue\n\
+                  \x20   print('=====', part.get_content_type(), part['content-transfer-encoding'], part.get_content_charset())\n\
+                  \x20   print(part.get_content())";
+    let out = Command::new(python()).args(["-c", script]).arg(path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn an_outage_notice_reaches_every_director_only_after_approval_then_retabli() {
+    use crate::notice::tests::notice_policy;
+    use crate::{Notices, SigningKey};
+    use analyzer::OutageChange;
+
+    let work = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = SmtpServer::start(port, work.path());
+    let db = work.path().join("alerts.sqlite");
+    let mut notices = Notices::open(&db, notice_policy(3), SigningKey::from_bytes([4; 32])).unwrap();
+    let outbox = Arc::new(Mutex::new(Outbox::open(&db).unwrap()));
+    let metrics = AlertingMetrics::default();
+    let mailer = smtp(port);
+
+    let start = t("2025-04-07T12:30:00Z");
+    let id = notices.on_outage("ENT", &OutageChange::Opened { start }, start).unwrap().unwrap();
+    deliver_due(&outbox, &mailer, &metrics, start).await.unwrap();
+    let received: Vec<String> = server.messages().iter().map(|p| decode_parts(p)).collect();
+    assert_eq!(received.len(), 2, "the IT service and the approver, nobody else yet");
+    let it = received.iter().find(|m| m.contains("To: sctn@ville.test")).unwrap();
+    assert!(it.contains("Subject: [Vigie] INTERRUPTION — ENT indisponible depuis lundi 7 avril 2025, 14 h 30"), "{it}");
+    notices.approve(id, "dsi.chef@ville.test", t("2025-04-07T12:35:00Z")).unwrap();
+    // The rate limit spreads the three emails over two seconds.
+    deliver_due(&outbox, &mailer, &metrics, t("2025-04-07T12:35:02Z")).await.unwrap();
+    let directors: Vec<String> =
+        server.messages().iter().map(|p| decode_parts(p)).filter(|m| m.contains("To: ce.0750")).collect();
+    assert_eq!(directors.len(), 3, "one per director");
+    for n in 0..3 {
+        let m = directors.iter().find(|m| m.contains(&format!("To: ce.0750{n:03}a@ac-exemple.fr"))).unwrap();
+        let school = format!("École élémentaire n° {n} « Les Acacias »");
+        assert!(m.contains(&format!("Subject: ENT indisponible — {school}")), "{m}");
+        assert!(m.contains("Content-Type: multipart/alternative"), "{m}");
+        let parts: Vec<&str> = m.split("=====").skip(1).collect();
+        assert_eq!(parts.len(), 2, "plain text and HTML: {m}");
+        assert!(parts[0].starts_with(" text/plain") && parts[0].contains("utf-8"), "{}", parts[0]);
+        assert!(parts[1].starts_with(" text/html"), "{}", parts[1]);
+        for part in &parts {
+            assert!(part.contains(&school), "{part}");
+            assert!(part.contains("lundi 7 avril 2025, 16 h 30"), "recovery time in {part}");
+            assert!(part.contains("2 h 00 min"), "duration in {part}");
+        }
+    }
+
+    notices
+        .on_outage("ENT", &OutageChange::Closed { start, end: t("2025-04-07T13:40:00Z") }, t("2025-04-07T13:40:00Z"))
+        .unwrap();
+    deliver_due(&outbox, &mailer, &metrics, t("2025-04-07T13:40:05Z")).await.unwrap();
+    let restored: Vec<String> = server
+        .messages()
+        .iter()
+        .map(|p| decode_parts(p))
+        .filter(|m| m.contains("Subject: ENT : service rétabli"))
+        .collect();
+    assert_eq!(restored.len(), 3);
+    assert!(restored[0].contains("de nouveau disponible depuis le lundi 7 avril 2025, 15 h 40"), "{}", restored[0]);
+    assert!(restored[0].contains("a duré 1 h 10 min"), "{}", restored[0]);
+    assert_eq!(notices.deliveries(id).unwrap().sent, 6);
 }

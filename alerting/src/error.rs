@@ -36,6 +36,18 @@ pub enum AlertError {
     /// A stored value could not be read back (a corrupt or hand-edited database).
     #[error("corrupt alert database: {0}")]
     Corrupt(String),
+    /// The named alert, incident, notice or silence does not exist (or is no longer open).
+    #[error("no such {0}")]
+    NotFound(String),
+    /// A signed link (approval, acknowledgement) is forged, altered, or expired.
+    #[error("invalid link: {0}")]
+    BadToken(String),
+    /// The signing key file cannot be read or created.
+    #[error("cannot use the signing key {path}: {reason}; it must be 32 bytes readable by vigie only")]
+    Key { path: PathBuf, reason: String },
+    /// A template failed to render (a bug in a built-in template).
+    #[error("cannot render the email template {name}: {reason}")]
+    Template { name: String, reason: String },
     /// A blocking task panicked or was cancelled.
     #[error("alerting worker task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

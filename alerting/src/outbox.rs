@@ -28,6 +28,12 @@ pub struct Email {
     pub subject: String,
     /// Plain-text body (UTF-8).
     pub body: String,
+    /// The HTML alternative, sent with the plain text as `multipart/alternative`.
+    pub html: Option<String>,
+    /// The outage notice this email belongs to, if any.
+    pub notice_id: Option<i64>,
+    /// The school (UAI) a director's notice was personalised for.
+    pub school: Option<String>,
 }
 
 /// Where an outbox row stands.
@@ -90,7 +96,7 @@ pub struct Outbox {
 }
 
 const COLUMNS: &str = "id, message_id, in_reply_to, alert_id, sender, recipients, subject, body, \
-                       state, created_at, attempts, next_attempt_at, last_error, finished_at";
+                       state, created_at, attempts, next_attempt_at, last_error, finished_at, html, notice_id, school";
 
 /// First retry delay; doubled on each further failure up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(10);
@@ -108,11 +114,22 @@ pub(crate) fn retry_delay(attempts: u32, jitter: f64) -> Duration {
 /// Inserts `email` as queued, due now; an email whose Message-ID is already queued (or was
 /// sent) is not queued twice, and the existing row's id is returned.
 pub(crate) fn enqueue_on(conn: &Connection, email: &Email, now: Timestamp) -> Result<i64, AlertError> {
+    enqueue_at(conn, email, now, now)
+}
+
+/// Like [`enqueue_on`], but not sent before `not_before`: how notices to 188 directors are
+/// spread out to respect the relay's rate limit, durably (a restart keeps the schedule).
+pub(crate) fn enqueue_at(
+    conn: &Connection,
+    email: &Email,
+    now: Timestamp,
+    not_before: Timestamp,
+) -> Result<i64, AlertError> {
     let recipients = serde_json::to_string(&email.to).map_err(|e| AlertError::Corrupt(e.to_string()))?;
     let inserted = conn.execute(
         "INSERT INTO outbox (message_id, in_reply_to, alert_id, sender, recipients, subject, body,
-                             created_at, state, attempts, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?8)
+                             created_at, state, attempts, next_attempt_at, html, notice_id, school)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?10, ?11, ?12)
          ON CONFLICT (message_id) DO NOTHING",
         params![
             email.message_id,
@@ -122,7 +139,11 @@ pub(crate) fn enqueue_on(conn: &Connection, email: &Email, now: Timestamp) -> Re
             recipients,
             email.subject,
             email.body,
-            to_ms(now)
+            to_ms(now),
+            to_ms(not_before.max(now)),
+            email.html,
+            email.notice_id,
+            email.school,
         ],
     )?;
     if inserted == 1 {
@@ -148,6 +169,9 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
         next_attempt_at: r.get(11)?,
         last_error: r.get(12)?,
         finished_at: r.get(13)?,
+        html: r.get(14)?,
+        notice_id: r.get(15)?,
+        school: r.get(16)?,
     })
 }
 
@@ -167,6 +191,9 @@ struct RawEntry {
     next_attempt_at: i64,
     last_error: Option<String>,
     finished_at: Option<i64>,
+    html: Option<String>,
+    notice_id: Option<i64>,
+    school: Option<String>,
 }
 
 impl RawEntry {
@@ -183,6 +210,9 @@ impl RawEntry {
                 to,
                 subject: self.subject,
                 body: self.body,
+                html: self.html,
+                notice_id: self.notice_id,
+                school: self.school,
             },
             state: OutboxState::from_sql(&self.state)?,
             created_at: from_ms(self.created_at)?,
@@ -192,6 +222,26 @@ impl RawEntry {
             finished_at: self.finished_at.map(from_ms).transpose()?,
         })
     }
+}
+
+/// Counts of the outbox on any connection to the alerting database.
+pub(crate) fn stats_on(conn: &Connection) -> Result<OutboxStats, AlertError> {
+    let mut stats = OutboxStats::default();
+    let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (state, n) = row?;
+        let n = u64::try_from(n).unwrap_or(0);
+        match OutboxState::from_sql(&state)? {
+            OutboxState::Queued => stats.queued = n,
+            OutboxState::Sent => stats.sent = n,
+            OutboxState::Failed => stats.failed_permanently = n,
+        }
+    }
+    let oldest: Option<i64> =
+        conn.query_row("SELECT MIN(created_at) FROM outbox WHERE state = 'queued'", [], |r| r.get(0))?;
+    stats.oldest_queued = oldest.map(from_ms).transpose()?;
+    Ok(stats)
 }
 
 impl Outbox {
@@ -212,22 +262,7 @@ impl Outbox {
     }
 
     pub fn stats(&self) -> Result<OutboxStats, AlertError> {
-        let mut stats = OutboxStats::default();
-        let mut stmt = self.conn.prepare("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        for row in rows {
-            let (state, n) = row?;
-            let n = u64::try_from(n).unwrap_or(0);
-            match OutboxState::from_sql(&state)? {
-                OutboxState::Queued => stats.queued = n,
-                OutboxState::Sent => stats.sent = n,
-                OutboxState::Failed => stats.failed_permanently = n,
-            }
-        }
-        let oldest: Option<i64> =
-            self.conn.query_row("SELECT MIN(created_at) FROM outbox WHERE state = 'queued'", [], |r| r.get(0))?;
-        stats.oldest_queued = oldest.map(from_ms).transpose()?;
-        Ok(stats)
+        stats_on(&self.conn)
     }
 
     /// The most recent rows in `state` (newest first), at most `limit`.
@@ -306,6 +341,9 @@ mod tests {
             to: vec!["astreinte@ville.test".into(), "chef@ville.test".into()],
             subject: "[Vigie] CRITIQUE — essai".into(),
             body: "Corps accentué : été".into(),
+            html: None,
+            notice_id: None,
+            school: None,
         }
     }
 

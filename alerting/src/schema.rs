@@ -13,7 +13,8 @@ use rusqlite::Connection;
 use crate::AlertError;
 
 /// `MIGRATIONS[i]` brings the schema to version `i + 1`. Never edit a released entry: append.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE alert (
     id INTEGER PRIMARY KEY,
     rule TEXT NOT NULL,
@@ -75,7 +76,87 @@ CREATE TABLE outbox (
     finished_at INTEGER
 );
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
-"#];
+"#,
+    r#"
+-- a silence may start later (a planned maintenance window); 0 = at once
+ALTER TABLE silence ADD COLUMN starts_at INTEGER NOT NULL DEFAULT 0;
+-- who acknowledged a firing alert (through the signed link), which stops its reminders
+ALTER TABLE alert ADD COLUMN acknowledged_at INTEGER;
+ALTER TABLE alert ADD COLUMN acknowledged_by TEXT;
+-- the HTML alternative of an email (NULL: plain text only)
+ALTER TABLE outbox ADD COLUMN html TEXT;
+-- the outage notice an email belongs to, and the school it was personalised for
+ALTER TABLE outbox ADD COLUMN notice_id INTEGER;
+ALTER TABLE outbox ADD COLUMN school TEXT;
+
+-- incidents with their CCTP class; the deadline is computed from the class and opening time
+CREATE TABLE incident (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER REFERENCES alert (id),
+    class TEXT NOT NULL,
+    title TEXT NOT NULL,
+    opened_at INTEGER NOT NULL,
+    opened_by TEXT NOT NULL,
+    -- for a flaw in external code: when the vendor published its fix (the count starts then)
+    vendor_fix_at INTEGER,
+    closed_at INTEGER,
+    closed_by TEXT,
+    resolution TEXT,
+    escalated_at INTEGER
+);
+CREATE INDEX incident_open ON incident (closed_at);
+
+-- outage notices to the school directors (CCTP 4.2.1) and planned maintenance notices
+CREATE TABLE notice (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('outage', 'maintenance')),
+    service TEXT NOT NULL,
+    starts_at INTEGER NOT NULL,
+    expected_end INTEGER NOT NULL,
+    ended_at INTEGER,
+    message TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('awaiting_approval', 'approved', 'cancelled')),
+    -- bumped by every edit; the directors have received `sent_revision` (0: nothing yet)
+    revision INTEGER NOT NULL DEFAULT 1,
+    sent_revision INTEGER NOT NULL DEFAULT 0,
+    requested_at INTEGER NOT NULL,
+    escalated_at INTEGER,
+    approved_by TEXT,
+    approved_at INTEGER,
+    created_by TEXT NOT NULL,
+    silence_id INTEGER REFERENCES silence (id),
+    closed_notified INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX notice_state ON notice (state, ended_at);
+
+-- who did what and when: acknowledgements, approvals, edits, silences, incidents
+CREATE TABLE journal (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX journal_subject ON journal (subject, at);
+"#,
+];
+
+/// Records one action in the journal (who did what to which subject, when).
+pub(crate) fn journal(
+    conn: &Connection,
+    at: Timestamp,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<(), AlertError> {
+    conn.execute(
+        "INSERT INTO journal (at, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![to_ms(at), actor, action, subject, detail],
+    )?;
+    Ok(())
+}
 
 /// Opens the alerting database, creating or migrating it.
 pub(crate) fn open(path: &Path) -> Result<Connection, AlertError> {

@@ -16,7 +16,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::AlertError;
 use crate::compose::{Notification, compose};
 use crate::outbox::enqueue_on;
-use crate::schema::{self, enum_from_sql, enum_to_sql, from_ms, to_ms};
+use crate::schema::{self, enum_from_sql, enum_to_sql, from_ms, journal, to_ms};
+use crate::token::SigningKey;
 use analyzer::{CctpClass, Detection, Severity};
 
 /// How long a detection id is remembered for idempotent replay. A source replays at most
@@ -36,6 +37,40 @@ pub struct AlertPolicy {
     pub from: String,
     /// The zone dates are written in (Europe/Paris).
     pub time_zone: TimeZone,
+    /// Signed acknowledgement links in firing and reminder emails; `None`: no link.
+    pub ack: Option<AckLinks>,
+    /// Alerts that mute others while they fire ("ENT down" explains "ENT server errors").
+    pub inhibit: Vec<Inhibition>,
+}
+
+/// How acknowledgement links are made: `{base_url}/alerts/ack?token=…`, valid `valid_for`.
+#[derive(Debug, Clone)]
+pub struct AckLinks {
+    pub key: SigningKey,
+    pub base_url: String,
+    pub valid_for: Duration,
+}
+
+/// While an alert of `source_rule` fires, alerts of the `target_rules` are recorded but not
+/// emailed (they are notified if they still fire when it resolves).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inhibition {
+    pub source_rule: String,
+    pub target_rules: Vec<String>,
+}
+
+/// One line of an alert's history: an email (who was told what, when, and whether it was
+/// delivered) or an action (acknowledgement, silence, incident).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub at: Timestamp,
+    /// The recipients of an email, or who acted.
+    pub who: String,
+    /// The email's subject, or the action (`alert.ack`, `silence.create`, …).
+    pub what: String,
+    /// `queued`, `sent`, `failed` for an email (with the delivery time or error); empty for an action.
+    pub outcome: String,
+    pub detail: String,
 }
 
 impl AlertPolicy {
@@ -53,6 +88,11 @@ impl AlertPolicy {
         }
         if let Err(e) = self.from.parse::<lettre::message::Mailbox>() {
             problems.push(format!("from {:?} is not an email address ({e})", self.from));
+        }
+        for i in &self.inhibit {
+            if i.target_rules.contains(&i.source_rule) {
+                problems.push(format!("inhibition by {:?} cannot mute itself", i.source_rule));
+            }
         }
         for address in &self.on_call {
             if let Err(e) = address.parse::<lettre::message::Mailbox>() {
@@ -137,6 +177,8 @@ pub struct Silence {
     pub id: i64,
     pub matcher: SilenceMatcher,
     pub created_at: Timestamp,
+    /// When it starts muting (a planned maintenance window starts later than it is created).
+    pub starts_at: Timestamp,
     pub until: Timestamp,
     pub created_by: String,
     pub reason: String,
@@ -163,7 +205,7 @@ const ALERT_COLUMNS: &str = "id, rule, key, title, description, severity, cctp_c
                              source_ip, user_name";
 
 /// SQL condition true when an active silence matches the alert row `a` at `?now`.
-const SILENCED: &str = "EXISTS (SELECT 1 FROM silence s WHERE s.until > :now
+const SILENCED: &str = "EXISTS (SELECT 1 FROM silence s WHERE s.until > :now AND s.starts_at <= :now
                         AND (s.rule IS NULL OR s.rule = a.rule)
                         AND (s.key IS NULL OR s.key = a.key))";
 
@@ -222,6 +264,33 @@ fn alert_ids(tx: &Connection, sql: &str, now: Timestamp, extra: i64) -> Result<V
 fn is_silenced(tx: &Connection, rule: &str, key: &str, now: Timestamp) -> Result<bool, AlertError> {
     let sql = format!("SELECT {SILENCED} FROM (SELECT :rule AS rule, :key AS key) a");
     Ok(tx.query_row(&sql, rusqlite::named_params! {":now": to_ms(now), ":rule": rule, ":key": key}, |r| r.get(0))?)
+}
+
+/// Whether a firing alert of a rule that inhibits `rule` exists.
+fn is_inhibited(tx: &Connection, rule: &str, policy: &AlertPolicy) -> Result<bool, AlertError> {
+    for i in policy.inhibit.iter().filter(|i| i.target_rules.iter().any(|t| t == rule)) {
+        let firing: Option<i64> = tx
+            .query_row("SELECT id FROM alert WHERE rule = ?1 AND state = 'firing' LIMIT 1", [&i.source_rule], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if firing.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Keeps the ids whose alert is not inhibited.
+fn not_inhibited(tx: &Connection, ids: Vec<i64>, policy: &AlertPolicy) -> Result<Vec<i64>, AlertError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let rule: String = tx.query_row("SELECT rule FROM alert WHERE id = ?1", [id], |r| r.get(0))?;
+        if !is_inhibited(tx, &rule, policy)? {
+            out.push(id);
+        }
+    }
+    Ok(out)
 }
 
 fn millis(d: Duration) -> i64 {
@@ -320,6 +389,7 @@ impl AlertStore {
             now,
             0,
         )?;
+        let unsilenced = not_inhibited(&tx, unsilenced, &self.policy)?;
         for id in &unsilenced {
             let alert = load_alert(&tx, *id)?;
             enqueue_on(&tx, &compose(&alert, Notification::Firing, &self.policy, now), now)?;
@@ -330,12 +400,13 @@ impl AlertStore {
         let due = alert_ids(
             &tx,
             &format!(
-                "SELECT a.id FROM alert a WHERE a.state = 'firing'
+                "SELECT a.id FROM alert a WHERE a.state = 'firing' AND a.acknowledged_at IS NULL
                  AND a.last_notified_at <= :now - :extra AND NOT {SILENCED}"
             ),
             now,
             millis(self.policy.repeat_every),
         )?;
+        let due = not_inhibited(&tx, due, &self.policy)?;
         for id in &due {
             let repeats: i64 = tx.query_row("SELECT repeats + 1 FROM alert WHERE id = ?1", [id], |r| r.get(0))?;
             let alert = load_alert(&tx, *id)?;
@@ -389,26 +460,144 @@ impl AlertStore {
             )));
         }
         self.conn.execute(
-            "INSERT INTO silence (rule, key, created_at, until, created_by, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO silence (rule, key, created_at, until, created_by, reason, starts_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3)",
             params![matcher.rule, matcher.key, to_ms(now), to_ms(until), by, reason],
         )?;
         let id = self.conn.last_insert_rowid();
+        let what = format!("rule={:?} key={:?} until {until}: {reason}", matcher.rule, matcher.key);
+        journal(&self.conn, now, by, "silence.create", &format!("silence:{id}"), &what)?;
         tracing::info!(silence = id, rule = ?matcher.rule, key = ?matcher.key, by, reason, "silence created");
         Ok(id)
     }
 
     /// Ends a silence now. Returns whether it was still active.
     pub fn expire_silence(&mut self, id: i64, now: Timestamp) -> Result<bool, AlertError> {
+        self.expire_silence_by(id, "vigie", now)
+    }
+
+    /// Ends a silence now, journaling who did it. Returns whether it was still active.
+    pub fn expire_silence_by(&mut self, id: i64, by: &str, now: Timestamp) -> Result<bool, AlertError> {
         let changed =
             self.conn.execute("UPDATE silence SET until = ?2 WHERE id = ?1 AND until > ?2", params![id, to_ms(now)])?;
+        if changed == 1 {
+            journal(&self.conn, now, by, "silence.expire", &format!("silence:{id}"), "")?;
+        }
         Ok(changed == 1)
     }
 
-    /// The silences active at `now`.
+    /// Acknowledges firing alert `id` on behalf of `by`: its reminders stop. Returns whether
+    /// it was firing and not yet acknowledged.
+    pub fn acknowledge(&mut self, id: i64, by: &str, now: Timestamp) -> Result<bool, AlertError> {
+        let changed = self.conn.execute(
+            "UPDATE alert SET acknowledged_at = ?2, acknowledged_by = ?3
+             WHERE id = ?1 AND state = 'firing' AND acknowledged_at IS NULL",
+            params![id, to_ms(now), by],
+        )?;
+        if changed == 1 {
+            journal(&self.conn, now, by, "alert.ack", &format!("alert:{id}"), "")?;
+            tracing::info!(alert = id, by, "alert acknowledged");
+        }
+        Ok(changed == 1)
+    }
+
+    /// Acknowledges through the signed link of an on-call email. `by` is the logged-in user
+    /// when the dashboard knows one; otherwise the link's addressees are recorded. Returns
+    /// the alert id and whether this call acknowledged it.
+    pub fn acknowledge_with_token(
+        &mut self,
+        token: &str,
+        by: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(i64, bool), AlertError> {
+        let links =
+            self.policy.ack.as_ref().ok_or_else(|| AlertError::BadToken("acknowledgement links are off".into()))?;
+        let claims = links.key.verify(token, "ack", now)?;
+        let who = by.map_or_else(|| format!("lien envoyé à {}", claims.who), str::to_owned);
+        let done = self.acknowledge(claims.subject, &who, now)?;
+        Ok((claims.subject, done))
+    }
+
+    /// Who acknowledged alert `id`, and when.
+    pub fn acknowledgement(&self, id: i64) -> Result<Option<(String, Timestamp)>, AlertError> {
+        let row: Option<(Option<String>, Option<i64>)> = self
+            .conn
+            .query_row("SELECT acknowledged_by, acknowledged_at FROM alert WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        match row {
+            Some((Some(by), Some(at))) => Ok(Some((by, from_ms(at)?))),
+            Some(_) => Ok(None),
+            None => Err(AlertError::NotFound(format!("alert {id}"))),
+        }
+    }
+
+    /// The history of alert `id` (or of every alert and notice when `None`): each email with
+    /// its recipients and delivery outcome, and each action with who did it; oldest first,
+    /// the most recent `limit` entries.
+    pub fn history(&self, id: Option<i64>, limit: usize) -> Result<Vec<HistoryEntry>, AlertError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut out = Vec::new();
+        let mut stmt = self.conn.prepare(
+            "SELECT created_at, recipients, subject, state, COALESCE(finished_at, 0), COALESCE(last_error, ''),
+                    attempts
+             FROM outbox WHERE (?1 IS NULL OR alert_id = ?1) ORDER BY id DESC LIMIT ?2",
+        )?;
+        let mut rows = stmt.query(params![id, limit])?;
+        while let Some(r) = rows.next()? {
+            let to: Vec<String> = serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default();
+            let state: String = r.get(3)?;
+            let finished: i64 = r.get(4)?;
+            let error: String = r.get(5)?;
+            let attempts: i64 = r.get(6)?;
+            let detail = match state.as_str() {
+                "sent" => format!("remis au serveur de messagerie le {finished} (tentatives : {attempts})"),
+                "failed" => format!("refusé : {error}"),
+                _ if error.is_empty() => "en attente d'envoi".to_owned(),
+                _ => format!("nouvel essai prévu (tentatives : {attempts}, dernière erreur : {error})"),
+            };
+            let detail = if state == "sent" {
+                detail.replace(&finished.to_string(), &from_ms(finished)?.to_string())
+            } else {
+                detail
+            };
+            out.push(HistoryEntry {
+                at: from_ms(r.get(0)?)?,
+                who: to.join(", "),
+                what: r.get(2)?,
+                outcome: state,
+                detail,
+            });
+        }
+        let subject = id.map(|i| format!("alert:{i}"));
+        let mut stmt = self.conn.prepare(
+            "SELECT at, actor, action, detail FROM journal WHERE (?1 IS NULL OR subject = ?1) ORDER BY id DESC LIMIT ?2",
+        )?;
+        let mut rows = stmt.query(params![subject, limit])?;
+        while let Some(r) = rows.next()? {
+            out.push(HistoryEntry {
+                at: from_ms(r.get(0)?)?,
+                who: r.get(1)?,
+                what: r.get(2)?,
+                outcome: String::new(),
+                detail: r.get(3)?,
+            });
+        }
+        out.sort_by_key(|e| e.at);
+        let skip = out.len().saturating_sub(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out.split_off(skip))
+    }
+
+    /// The outbox's counts (the same database).
+    pub fn outbox_stats(&self) -> Result<crate::OutboxStats, AlertError> {
+        crate::outbox::stats_on(&self.conn)
+    }
+
+    /// The silences active or scheduled at `now`.
     pub fn silences(&self, now: Timestamp) -> Result<Vec<Silence>, AlertError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, rule, key, created_at, until, created_by, reason FROM silence
+            "SELECT id, rule, key, created_at, until, created_by, reason, starts_at FROM silence
              WHERE until > ?1 ORDER BY id",
         )?;
         let mut rows = stmt.query([to_ms(now)])?;
@@ -418,6 +607,7 @@ impl AlertStore {
                 id: r.get(0)?,
                 matcher: SilenceMatcher { rule: r.get(1)?, key: r.get(2)? },
                 created_at: from_ms(r.get(3)?)?,
+                starts_at: from_ms(r.get(7)?)?,
                 until: from_ms(r.get(4)?)?,
                 created_by: r.get(5)?,
                 reason: r.get(6)?,
@@ -430,7 +620,7 @@ impl AlertStore {
 /// Opens a firing alert for the first detection of a group and, unless silenced, queues its
 /// email in the caller's transaction.
 fn open_alert(tx: &Transaction<'_>, d: &Detection, policy: &AlertPolicy, now: Timestamp) -> Result<i64, AlertError> {
-    let silenced = is_silenced(tx, &d.rule, &d.key, now)?;
+    let silenced = is_silenced(tx, &d.rule, &d.key, now)? || is_inhibited(tx, &d.rule, policy)?;
     tx.execute(
         "INSERT INTO alert (rule, key, title, description, severity, cctp_class, mitre, state,
                             first_seen, last_seen, count, last_evidence, source_ip, user_name)
@@ -507,6 +697,15 @@ pub(crate) mod tests {
             on_call: vec!["astreinte@ent.ville.test".into()],
             from: "Vigie <vigie@ent.ville.test>".into(),
             time_zone: TimeZone::get("Europe/Paris").unwrap(),
+            ack: Some(AckLinks {
+                key: SigningKey::from_bytes([5; 32]),
+                base_url: "https://vigie.ent.ville.test".into(),
+                valid_for: Duration::from_secs(7 * 86_400),
+            }),
+            inhibit: vec![Inhibition {
+                source_rule: "ent.unavailable".into(),
+                target_rules: vec!["ent.server-errors".into()],
+            }],
         }
     }
 
@@ -773,6 +972,104 @@ pub(crate) mod tests {
         for part in ["resolve_after", "\"pas une adresse\"", "from \"vigie\""] {
             assert!(err.contains(part), "{part} missing from: {err}");
         }
+    }
+
+    fn server_errors(n: u32, at: &str) -> Detection {
+        let mut d = detection(n, "192.0.2.10", at);
+        d.id = format!("ent.server-errors:web:{n}");
+        d.rule = "ent.server-errors".into();
+        d.title = "Erreurs internes répétées de l'ENT".into();
+        d.key = "service=ent".into();
+        d.source_ip = None;
+        d
+    }
+
+    fn ent_down(n: u32, at: &str) -> Detection {
+        let mut d = server_errors(n, at);
+        d.id = format!("ent.unavailable:web:{n}");
+        d.rule = "ent.unavailable".into();
+        d.title = "ENT indisponible".into();
+        d
+    }
+
+    #[test]
+    fn ent_down_inhibits_the_per_service_alert_until_it_resolves() {
+        let mut f = fixture();
+        let at = t("2025-04-07T12:00:00Z");
+        f.store.ingest(&[ent_down(1, "2025-04-07T12:00:00Z")], at).unwrap();
+        f.store.ingest(&[server_errors(1, "2025-04-07T12:00:10Z")], t("2025-04-07T12:00:10Z")).unwrap();
+        let subjects: Vec<String> = queued(&f.outbox).into_iter().map(|e| e.email.subject).collect();
+        assert_eq!(subjects.len(), 1, "only 'ENT down' is emailed: {subjects:?}");
+        assert!(subjects[0].contains("ENT indisponible"));
+        assert_eq!(firing(&f.store).len(), 2, "both recorded");
+        // ENT down goes quiet and resolves; the server errors go on: now they are told.
+        for minute in 1..=20 {
+            let at = format!("2025-04-07T12:{minute:02}:10Z");
+            f.store.ingest(&[server_errors(1 + minute, &at)], t(&at)).unwrap();
+            f.store.tick(t(&at)).unwrap();
+        }
+        let subjects: Vec<String> = queued(&f.outbox).into_iter().map(|e| e.email.subject).collect();
+        assert_eq!(subjects.len(), 3, "{subjects:?}");
+        assert!(subjects[1].starts_with("[Vigie] RÉSOLU — ENT indisponible"), "{subjects:?}");
+        assert!(subjects[2].starts_with("[Vigie] CRITIQUE — Erreurs internes"), "{subjects:?}");
+    }
+
+    #[test]
+    fn the_acknowledgement_link_stops_reminders_and_records_who() {
+        let mut f = fixture();
+        let start = t("2025-04-07T08:00:00Z");
+        f.store.ingest(&[detection(1, "203.0.113.9", "2025-04-07T08:00:00Z")], start).unwrap();
+        let firing_email = queued(&f.outbox).remove(0).email;
+        let line = firing_email.body.lines().find(|l| l.contains("/alerts/ack?token=")).expect("an ack link");
+        assert!(line.starts_with("https://vigie.ent.ville.test/alerts/ack?token="), "{line}");
+        let token = line.split("token=").nth(1).unwrap();
+        // A forged token does nothing.
+        assert!(f.store.acknowledge_with_token("00.00", None, start).is_err());
+        let (id, done) = f.store.acknowledge_with_token(token, Some("j.durand"), t("2025-04-07T08:10:00Z")).unwrap();
+        assert!(done);
+        assert_eq!(f.store.acknowledgement(id).unwrap(), Some(("j.durand".to_owned(), t("2025-04-07T08:10:00Z"))));
+        assert!(!f.store.acknowledge(id, "x", t("2025-04-07T08:11:00Z")).unwrap(), "once");
+        // Still firing for 9 hours: no reminder after the acknowledgement.
+        for step in 1..=54u32 {
+            let now = start.checked_add(SignedDuration::from_mins(i64::from(step) * 10)).unwrap();
+            f.store.ingest(&[detection(1 + step, "203.0.113.9", &now.to_string())], now).unwrap();
+            assert_eq!(f.store.tick(now).unwrap().reminders_queued, 0);
+        }
+        // The history says who was told what and who acknowledged.
+        let history = f.store.history(Some(id), 50).unwrap();
+        assert_eq!(history.len(), 2, "{history:#?}");
+        assert_eq!(history[0].who, "astreinte@ent.ville.test");
+        assert!(history[0].what.starts_with("[Vigie] CRITIQUE"));
+        assert_eq!(history[0].outcome, "queued");
+        assert_eq!((history[1].who.as_str(), history[1].what.as_str()), ("j.durand", "alert.ack"));
+        // The link expires after 7 days.
+        let mut g = fixture();
+        g.store.ingest(&[detection(1, "203.0.113.9", "2025-04-07T08:00:00Z")], start).unwrap();
+        let body = queued(&g.outbox).remove(0).email.body;
+        let token = body.split("token=").nth(1).unwrap().lines().next().unwrap().to_owned();
+        let err = g.store.acknowledge_with_token(&token, None, t("2025-04-14T08:00:00Z")).unwrap_err().to_string();
+        assert!(err.contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn a_scheduled_silence_mutes_only_inside_its_window() {
+        let mut f = fixture();
+        let now = t("2025-04-07T08:00:00Z");
+        // A maintenance silence from 10:00 to 11:00 (written directly as Notices does).
+        f.store
+            .conn
+            .execute(
+                "INSERT INTO silence (rule, key, created_at, until, created_by, reason, starts_at)
+                 VALUES ('brute_force', NULL, ?1, ?2, 'm.martin', 'maintenance', ?3)",
+                params![to_ms(now), to_ms(t("2025-04-07T11:00:00Z")), to_ms(t("2025-04-07T10:00:00Z"))],
+            )
+            .unwrap();
+        f.store.ingest(&[detection(1, "203.0.113.9", "2025-04-07T09:00:00Z")], t("2025-04-07T09:00:00Z")).unwrap();
+        assert_eq!(queued(&f.outbox).len(), 1, "before the window: emailed");
+        f.store.ingest(&[detection(2, "198.51.100.7", "2025-04-07T10:30:00Z")], t("2025-04-07T10:30:00Z")).unwrap();
+        assert_eq!(queued(&f.outbox).len(), 1, "inside the window: muted");
+        let listed = f.store.silences(now).unwrap();
+        assert_eq!(listed[0].starts_at, t("2025-04-07T10:00:00Z"), "listed before it starts");
     }
 
     #[test]
