@@ -16,6 +16,7 @@ mod french;
 mod replay;
 mod rule_test;
 mod rules;
+mod saturation;
 
 pub use availability::{
     CCTP_REQUIRED_RATIO, DayVerdict, InvalidMonth, MonthReport, Outage, OutageChange, OutageTracker, ServiceWindow,
@@ -29,3 +30,4 @@ pub use french::format_date_fr;
 pub use replay::{ReplaySummary, analyze_reader, detection_json, parse_lines};
 pub use rule_test::{TestFailure, TestReport, run_rule_tests};
 pub use rules::{RuleMatch, RuleSet};
+pub use saturation::{Labels, MemorySeries, Point, SaturationEngine, SaturationRule, SaturationRules, SeriesSource};

@@ -109,7 +109,21 @@ pub fn run_rule_tests(dir: &Path) -> Result<TestReport, RuleError> {
         report.files += 1;
         let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| RuleError::Io { path: p.to_owned(), source });
         let name = path.display().to_string();
-        let rules = match read(path).and_then(|t| RuleSet::from_yaml(&name, &t)) {
+        let text = match read(path) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        if crate::saturation::file_kind(&text) == crate::saturation::FileKind::Saturation {
+            let test_path = path.with_extension("test.yml");
+            if let Err(e) = crate::saturation::run_tests(&name, &text, &test_path, &mut report) {
+                errors.push(e);
+            }
+            continue;
+        }
+        let rules = match RuleSet::from_yaml(&name, &text) {
             Ok(r) => Arc::new(r),
             Err(e) => {
                 errors.push(e);

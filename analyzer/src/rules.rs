@@ -373,6 +373,25 @@ impl RuleSet {
 
     /// Compiles the rules of one file; `file_name` only names the file in errors.
     pub fn from_yaml(file_name: &str, text: &str) -> Result<RuleSet, RuleError> {
+        // Saturation rules (`kind: saturation`) read series, not events: their file is
+        // compiled by [`crate::SaturationRules`], and holds no event rule.
+        match crate::saturation::file_kind(text) {
+            crate::saturation::FileKind::Saturation => {
+                crate::SaturationRules::from_yaml(file_name, text)?;
+                return Ok(RuleSet::default());
+            }
+            crate::saturation::FileKind::Mixed => {
+                return Err(RuleError::Syntax {
+                    file: file_name.to_owned(),
+                    line: 1,
+                    column: 1,
+                    message: "this file mixes `kind: saturation` rules with event rules; put the saturation \
+                              rules in a file of their own (rules/saturation.yml)"
+                        .into(),
+                });
+            }
+            crate::saturation::FileKind::Events => {}
+        }
         let raw: RawFile = serde_yaml_ng::from_str(text).map_err(|e| RuleError::syntax(file_name, &e))?;
         if raw.version != FORMAT_VERSION {
             let (line, column) = text.lines().position(|l| l.starts_with("version:")).map_or((1, 1), |i| (i + 1, 1));

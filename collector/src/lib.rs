@@ -6,10 +6,12 @@ mod event;
 mod normalize;
 pub mod parse;
 mod pipe;
+pub mod probe;
 mod scrape;
 pub mod source;
 mod state;
 mod telemetry;
+pub mod watch;
 
 pub use deadletter::DeadLetter;
 pub use enrich::{
@@ -18,6 +20,7 @@ pub use enrich::{
 pub use event::{Category, Event, EventId};
 pub use normalize::{Normalizer, run_normalize};
 pub use pipe::{AckStatus, AckToken, AckWaiter, Batch, RawRecord};
+pub use probe::{CertificateInfo, DemoEnt, HttpCheck, Probe, ProbeKind, ProbeResult, run_probe};
 pub use scrape::{
     Exposition, MetricType, PromParseError, Sample, Scrape, ScrapeError, Target, parse_prometheus_text,
     render_prometheus_text, scrape,
