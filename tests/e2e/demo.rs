@@ -34,9 +34,11 @@ fn demo_runs_every_stage_then_stops_by_itself() {
     assert!(blocked.lines().any(|l| l.starts_with("203.0.113.66")), "{blocked}");
     assert!(!blocked.contains("10.20."), "{blocked}");
 
+    // The pages are behind a login (tests/e2e/web.rs logs in); an anonymous visitor lands on
+    // the French login page.
     let (code, page) = vigie.get("/").unwrap();
     assert_eq!(code, 200);
-    assert!(page.contains("Vue d’ensemble"), "{page}");
+    assert!(page.contains("Vigie — connexion"), "{page}");
 
     let status = vigie.wait_exit(Duration::from_secs(90));
     assert!(status.success(), "exit status {status}; log:\n{}", vigie.log());
