@@ -12,6 +12,7 @@ export VIGIE_SHARED_DATA="${VIGIE_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
 need=()
 want() { local pkg=$1; shift; "$@" >/dev/null 2>&1 || need+=("$pkg"); }
 want python3-aiosmtpd python3 -c 'import aiosmtpd'   # a real SMTP server for the alerting tests
+want chromium test -x /usr/bin/chromium               # prints the monthly report to PDF (vigie report)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -92,6 +92,27 @@ fn default_from() -> String {
 fn default_keep_days() -> Spanned<u32> {
     Spanned::new(0..0, 365)
 }
+fn default_seal_after() -> Spanned<String> {
+    Spanned::new(0..0, "2h".into())
+}
+fn default_ack_valid_for() -> Spanned<String> {
+    Spanned::new(0..0, "7d".into())
+}
+fn default_escalate_after() -> Spanned<String> {
+    Spanned::new(0..0, "30m".into())
+}
+fn default_link_valid_for() -> Spanned<String> {
+    Spanned::new(0..0, "24h".into())
+}
+fn default_estimate() -> Spanned<String> {
+    Spanned::new(0..0, "2h".into())
+}
+fn default_notices_per_minute() -> Spanned<u32> {
+    Spanned::new(0..0, 120)
+}
+fn default_maintenance_silences() -> Vec<String> {
+    vec!["ent.unavailable".into(), "ent.server-errors".into()]
+}
 fn default_smtp_port() -> u16 {
     25
 }
@@ -138,6 +159,129 @@ pub(crate) struct ServerConfig {
     /// Address and port to listen on.
     #[serde(default = "default_listen")]
     pub(crate) listen: Spanned<String>,
+    /// PEM certificate chain: serve HTTPS (with `tls_key`). Without it, plain HTTP behind a proxy.
+    #[serde(default)]
+    pub(crate) tls_cert: Option<Spanned<PathBuf>>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub(crate) tls_key: Option<Spanned<PathBuf>>,
+    /// Mark cookies `Secure`; on by default under TLS; set it behind a TLS reverse proxy.
+    #[serde(default)]
+    pub(crate) cookie_secure: Option<bool>,
+    /// A session ends this long after login.
+    #[serde(default = "default_session_lifetime")]
+    pub(crate) session_lifetime: Spanned<String>,
+    /// A session ends after this long without a request.
+    #[serde(default = "default_session_idle")]
+    pub(crate) session_idle: Spanned<String>,
+    /// Login attempts per minute, per client address and per account name.
+    #[serde(default = "default_per_minute")]
+    pub(crate) login_attempts_per_minute: Spanned<u32>,
+    /// Requisition searches per minute and account.
+    #[serde(default = "default_per_minute")]
+    pub(crate) searches_per_minute: Spanned<u32>,
+    /// Take the client address from the last `X-Forwarded-For` entry (only behind your own proxy).
+    #[serde(default)]
+    pub(crate) behind_proxy: bool,
+    /// Addresses that read `/metrics` and `/api/v1/blocklist` without logging in.
+    #[serde(default = "default_machine_clients")]
+    pub(crate) machine_clients: Spanned<Vec<String>>,
+    /// A directory of extra panel files (`*.toml`), read at start.
+    #[serde(default)]
+    pub(crate) panels_dir: Option<PathBuf>,
+    /// How often pages refresh themselves.
+    #[serde(default = "default_refresh")]
+    pub(crate) refresh: Spanned<String>,
+    /// Create one account per role with a fresh password at each start (`vigie demo` only).
+    #[serde(default)]
+    pub(crate) demo_accounts: bool,
+}
+
+fn default_session_lifetime() -> Spanned<String> {
+    Spanned::new(0..0, "12h".into())
+}
+fn default_session_idle() -> Spanned<String> {
+    Spanned::new(0..0, "1h".into())
+}
+fn default_per_minute() -> Spanned<u32> {
+    Spanned::new(0..0, 10)
+}
+fn default_machine_clients() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, vec!["127.0.0.1".into(), "::1".into()])
+}
+fn default_refresh() -> Spanned<String> {
+    Spanned::new(0..0, "30s".into())
+}
+
+type At<'a> = &'a mut dyn FnMut(std::ops::Range<usize>, &str, String, &str);
+
+/// Validates `[server]` beyond `listen`: TLS files, durations, limits, machine clients.
+fn server_settings(raw: &ServerConfig, base: &Path, at: At<'_>) -> dashboards::ServerSettings {
+    let mut duration = |value: &Spanned<String>, key: &str| match parse_duration(value.get_ref()) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            at(value.span(), key, "must be longer than zero".into(), DURATION_HINT);
+            Duration::from_secs(60)
+        }
+        Err(e) => {
+            at(value.span(), key, e, DURATION_HINT);
+            Duration::from_secs(60)
+        }
+    };
+    let session_lifetime = duration(&raw.session_lifetime, "server.session_lifetime");
+    let session_idle = duration(&raw.session_idle, "server.session_idle");
+    let refresh = duration(&raw.refresh, "server.refresh");
+    let tls = match (&raw.tls_cert, &raw.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = dashboards::TlsFiles { cert: base.join(cert.get_ref()), key: base.join(key.get_ref()) };
+            if let Err(e) = dashboards::tls_config(&files) {
+                at(
+                    cert.span(),
+                    "server.tls_cert",
+                    e.to_string(),
+                    "give a PEM certificate chain and its PEM private key",
+                );
+            }
+            Some(files)
+        }
+        (Some(one), None) | (None, Some(one)) => {
+            at(one.span(), "server", "tls_cert and tls_key go together".into(), "give both, or neither for plain HTTP");
+            None
+        }
+        (None, None) => None,
+    };
+    for (value, key) in [
+        (&raw.login_attempts_per_minute, "server.login_attempts_per_minute"),
+        (&raw.searches_per_minute, "server.searches_per_minute"),
+    ] {
+        if *value.get_ref() == 0 {
+            at(value.span(), key, "must be at least 1".into(), "remove the key to use the default (10)");
+        }
+    }
+    let mut machine_clients = Vec::new();
+    for ip in raw.machine_clients.get_ref() {
+        match ip.parse::<std::net::IpAddr>() {
+            Ok(ip) => machine_clients.push(ip),
+            Err(_) => at(
+                raw.machine_clients.span(),
+                "server.machine_clients",
+                format!("`{ip}` is not an IP address"),
+                "list single addresses, like [\"127.0.0.1\", \"::1\"]",
+            ),
+        }
+    }
+    dashboards::ServerSettings {
+        cookie_secure: raw.cookie_secure.unwrap_or(tls.is_some()),
+        tls,
+        session_lifetime,
+        session_idle,
+        login_attempts_per_minute: *raw.login_attempts_per_minute.get_ref(),
+        searches_per_minute: *raw.searches_per_minute.get_ref(),
+        behind_proxy: raw.behind_proxy,
+        machine_clients,
+        panels_dir: raw.panels_dir.as_ref().map(|d| base.join(d)),
+        refresh,
+    }
 }
 
 /// How stages are joined.
@@ -225,6 +369,64 @@ pub(crate) struct AlertingConfig {
     pub(crate) repeat_every: Spanned<String>,
     /// The SMTP relay; without it emails are written as .eml files in `<data>/outbox/`.
     pub(crate) smtp: Option<SmtpConfig>,
+    /// The dashboard's address as the recipients' browsers reach it, for the signed links in
+    /// emails (approve a notice, acknowledge an alert); default: `http://` + `[server] listen`.
+    pub(crate) public_url: Option<String>,
+    /// How long an acknowledgement link stays valid.
+    #[serde(default = "default_ack_valid_for")]
+    pub(crate) ack_valid_for: Spanned<String>,
+    /// The city's IT service (SCTN / CIME), told first of every outage; default: `on_call`.
+    #[serde(default = "default_on_call")]
+    pub(crate) it_service: Spanned<Vec<String>>,
+    /// Who hears of a missed incident deadline; default: `on_call` and `it_service`.
+    #[serde(default = "default_on_call")]
+    pub(crate) escalate_to: Spanned<Vec<String>>,
+    /// Outage notices to the school directors.
+    #[serde(default)]
+    pub(crate) notices: NoticesConfig,
+    /// `[[alerting.inhibit]] source = "ent.unavailable"`, `targets = ["ent.server-errors"]`: while
+    /// the source rule fires, the targets' alerts are recorded but not emailed.
+    #[serde(default)]
+    pub(crate) inhibit: Vec<InhibitConfig>,
+}
+
+/// Outage notices (CCTP 4.2.1): approval, escalation, rate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoticesConfig {
+    /// Who approves a notice before it reaches the directors (each gets a personal link).
+    #[serde(default = "default_on_call")]
+    pub(crate) approvers: Spanned<Vec<String>>,
+    /// Who gets the request when nobody approved within `escalate_after`.
+    #[serde(default = "default_on_call")]
+    pub(crate) second_approvers: Spanned<Vec<String>>,
+    #[serde(default = "default_escalate_after")]
+    pub(crate) escalate_after: Spanned<String>,
+    /// How long an approval link stays valid.
+    #[serde(default = "default_link_valid_for")]
+    pub(crate) link_valid_for: Spanned<String>,
+    /// The estimated duration written in a new notice (editable before approval).
+    #[serde(default = "default_estimate")]
+    pub(crate) default_estimate: Spanned<String>,
+    /// Director emails per minute (the relay's rate limit).
+    #[serde(default = "default_notices_per_minute")]
+    pub(crate) per_minute: Spanned<u32>,
+    /// Rules a planned maintenance silences during its window.
+    #[serde(default = "default_maintenance_silences")]
+    pub(crate) maintenance_silences: Vec<String>,
+    /// Rules whose alerts count as ENT outages when no availability probe reports them.
+    #[serde(default)]
+    pub(crate) outage_rules: Vec<String>,
+    /// Demo only: a demo approver approves every notice after this long.
+    pub(crate) demo_approve_after: Option<Spanned<String>>,
+}
+
+/// One inhibition rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InhibitConfig {
+    pub(crate) source: String,
+    pub(crate) targets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -294,6 +496,31 @@ pub(crate) struct RetentionConfig {
     /// Days kept. The law asks for one year (decree 2021-1362).
     #[serde(default = "default_keep_days")]
     pub(crate) keep_days: Spanned<u32>,
+    /// The Ed25519 key that signs day manifests and deletion certificates (`vigie archive
+    /// keygen`); keep it outside the data directory. Without it, days are not sealed and
+    /// expired days are not purged (the purge must certify what it deletes).
+    #[serde(default)]
+    pub(crate) signing_key: Option<Spanned<PathBuf>>,
+    /// Route → operation table (TOML); the built-in Beneylu School 3 table when absent.
+    #[serde(default)]
+    pub(crate) routes: Option<Spanned<PathBuf>>,
+    /// How long after its end (UTC midnight) a day is sealed.
+    #[serde(default = "default_seal_after")]
+    pub(crate) seal_after: Spanned<String>,
+}
+
+fn default_role() -> Spanned<String> {
+    Spanned::new(0..0, "all".into())
+}
+
+/// Which part of Vigie this process runs; `vigie run --role` overrides it. See docs/deployment.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RolesConfig {
+    /// `all` (everything in one process, no Kafka), or one scale-out role joined by `[kafka]`:
+    /// `collector`, `analyzer`, `archiver` or `alerter`.
+    #[serde(default = "default_role")]
+    pub(crate) run: Spanned<String>,
 }
 
 macro_rules! section_defaults {
@@ -312,8 +539,10 @@ section_defaults!(
     PipelineConfig,
     AnalyzerConfig,
     AlertingConfig,
+    NoticesConfig,
     BlocklistConfig,
-    RetentionConfig
+    RetentionConfig,
+    RolesConfig
 );
 
 /// The whole file, as written.
@@ -329,10 +558,30 @@ pub(crate) struct RawConfig {
     pub(crate) blocklist: BlocklistConfig,
     pub(crate) enrich: EnrichConfig,
     pub(crate) retention: RetentionConfig,
+    pub(crate) scrape: series::config::ScrapeSection,
+    pub(crate) probes: series::config::ProbesSection,
+    pub(crate) watch: series::config::WatchSection,
+    pub(crate) roles: RolesConfig,
+    pub(crate) kafka: Option<bus::KafkaConfig>,
 }
 
-const SECTIONS: &[&str] =
-    &["data", "log", "server", "pipeline", "sources", "enrich", "analyzer", "alerting", "blocklist", "retention"];
+const SECTIONS: &[&str] = &[
+    "data",
+    "log",
+    "server",
+    "pipeline",
+    "sources",
+    "enrich",
+    "analyzer",
+    "alerting",
+    "blocklist",
+    "retention",
+    "roles",
+    "kafka",
+    "scrape",
+    "probes",
+    "watch",
+];
 
 /// What a source reads.
 #[derive(Debug, Clone)]
@@ -354,6 +603,10 @@ pub(crate) struct Config {
     pub(crate) data_dir: PathBuf,
     pub(crate) log: LogConfig,
     pub(crate) listen: SocketAddr,
+    /// TLS, sessions, rate limits of the web server.
+    pub(crate) server: dashboards::ServerSettings,
+    /// `vigie demo`: create one account per role at start.
+    pub(crate) demo_accounts: bool,
     pub(crate) batch_size: usize,
     pub(crate) max_in_flight: usize,
     pub(crate) channel_capacity: usize,
@@ -363,6 +616,11 @@ pub(crate) struct Config {
     pub(crate) rules_dir: PathBuf,
     pub(crate) alerting: AlertingConfig,
     pub(crate) policy: alerting::AlertPolicy,
+    /// Outage notices; the signing key is added from the data directory when they open.
+    pub(crate) notice_policy: alerting::NoticePolicy,
+    pub(crate) incident_policy: alerting::IncidentPolicy,
+    /// How long acknowledgement links are valid (the key lives in the data directory).
+    pub(crate) ack_valid_for: Duration,
     pub(crate) block_allow: Vec<String>,
     /// Built while validating, so that databases and the schools CSV are read once.
     pub(crate) enricher: std::sync::Arc<collector::Enricher>,
@@ -372,6 +630,17 @@ pub(crate) struct Config {
     pub(crate) nft_table: String,
     pub(crate) nft_set: String,
     pub(crate) keep_days: u32,
+    /// `[scrape]`, `[probes]` and `[watch]`: what the metrics stage runs.
+    pub(crate) metrics: series::config::MetricsSettings,
+    /// `[retention] signing_key`, resolved against the configuration's directory.
+    pub(crate) archive_key: Option<PathBuf>,
+    /// `[retention] routes`, resolved.
+    pub(crate) archive_routes: Option<PathBuf>,
+    pub(crate) seal_after: Duration,
+    /// `[roles] run` (or `--role`): what this process runs.
+    pub(crate) role: crate::roles::Role,
+    /// `[kafka]`, validated; required by every role but `all`.
+    pub(crate) kafka: Option<bus::KafkaSettings>,
 }
 
 /// Reads and validates `path`.
@@ -438,6 +707,11 @@ fn parse_raw(text: &str, problems: &mut Vec<Problem>) -> RawConfig {
     section(text, &doc, "blocklist", &mut raw.blocklist, problems);
     section(text, &doc, "enrich", &mut raw.enrich, problems);
     section(text, &doc, "retention", &mut raw.retention, problems);
+    section(text, &doc, "scrape", &mut raw.scrape, problems);
+    section(text, &doc, "probes", &mut raw.probes, problems);
+    section(text, &doc, "watch", &mut raw.watch, problems);
+    section(text, &doc, "roles", &mut raw.roles, problems);
+    section(text, &doc, "kafka", &mut raw.kafka, problems);
     raw
 }
 
@@ -569,6 +843,24 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
     let commit_interval = duration(&raw.pipeline.commit_interval, "pipeline.commit_interval", &mut at);
     let resolve_after = duration(&raw.alerting.resolve_after, "alerting.resolve_after", &mut at);
     let repeat_every = duration(&raw.alerting.repeat_every, "alerting.repeat_every", &mut at);
+    let seal_after = duration(&raw.retention.seal_after, "retention.seal_after", &mut at);
+    let archive_routes = raw.retention.routes.as_ref().map(|r| base.join(r.get_ref()));
+    if let (Some(path), Some(spanned)) = (&archive_routes, &raw.retention.routes)
+        && let Err(e) = retention::RouteTable::load(path)
+    {
+        at(
+            spanned.span(),
+            "retention.routes",
+            e.to_string(),
+            "fix the table, or remove the key to use the built-in Beneylu School 3 table",
+        );
+    }
+    let archive_key = raw.retention.signing_key.as_ref().map(|k| base.join(k.get_ref()));
+    if let (Some(path), Some(spanned)) = (&archive_key, &raw.retention.signing_key)
+        && let Err(e) = retention::ArchiveKey::load(path)
+    {
+        at(spanned.span(), "retention.signing_key", e.to_string(), "create it with `vigie archive keygen --key FILE`");
+    }
 
     let tz_name = raw.pipeline.time_zone.get_ref().clone();
     let time_zone = jiff::tz::TimeZone::get(&tz_name).unwrap_or_else(|_| {
@@ -589,6 +881,7 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         );
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
+    let server = server_settings(&raw.server, base, &mut at);
     for (value, key) in [
         (&raw.pipeline.batch_size, "pipeline.batch_size"),
         (&raw.pipeline.max_in_flight, "pipeline.max_in_flight"),
@@ -605,7 +898,52 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         on_call: raw.alerting.on_call.get_ref().clone(),
         from: raw.alerting.from.clone(),
         time_zone: time_zone.clone(),
+        // Filled in by the pipeline with the data directory's signing key.
+        ack: None,
+        inhibit: raw
+            .alerting
+            .inhibit
+            .iter()
+            .map(|i| alerting::Inhibition { source_rule: i.source.clone(), target_rules: i.targets.clone() })
+            .collect(),
     };
+    let ack_valid_for = duration(&raw.alerting.ack_valid_for, "alerting.ack_valid_for", &mut at);
+    let n = &raw.alerting.notices;
+    let escalate_after = duration(&n.escalate_after, "alerting.notices.escalate_after", &mut at);
+    let link_valid_for = duration(&n.link_valid_for, "alerting.notices.link_valid_for", &mut at);
+    let default_estimate = duration(&n.default_estimate, "alerting.notices.default_estimate", &mut at);
+    let demo_approve_after =
+        n.demo_approve_after.as_ref().map(|d| duration(d, "alerting.notices.demo_approve_after", &mut at));
+    let or_on_call = |list: &Spanned<Vec<String>>| {
+        if list.get_ref().is_empty() { raw.alerting.on_call.get_ref().clone() } else { list.get_ref().clone() }
+    };
+    let it_service = or_on_call(&raw.alerting.it_service);
+    let mut escalate_to = raw.alerting.escalate_to.get_ref().clone();
+    if escalate_to.is_empty() {
+        escalate_to = raw.alerting.on_call.get_ref().clone();
+        escalate_to.extend(it_service.iter().filter(|a| !raw.alerting.on_call.get_ref().contains(a)).cloned());
+    }
+    let public_url =
+        raw.alerting.public_url.clone().unwrap_or_else(|| format!("http://{}", raw.server.listen.get_ref()));
+    // The directors come from the schools table, read below with the enricher.
+    let mut notice_policy = alerting::NoticePolicy {
+        from: raw.alerting.from.clone(),
+        it_service,
+        approvers: or_on_call(&n.approvers),
+        second_approvers: n.second_approvers.get_ref().clone(),
+        escalate_after,
+        link_valid_for,
+        default_estimate,
+        directors: Vec::new(),
+        per_minute: *n.per_minute.get_ref(),
+        base_url: public_url,
+        time_zone: time_zone.clone(),
+        maintenance_silences: n.maintenance_silences.clone(),
+        outage_rules: n.outage_rules.clone(),
+        demo_approve_after,
+    };
+    let incident_policy =
+        alerting::IncidentPolicy { time_zone: time_zone.clone(), from: raw.alerting.from.clone(), escalate_to };
     if let Err(e) = policy.validate() {
         at(
             raw.alerting.on_call.span(),
@@ -623,6 +961,20 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         );
     }
     let enricher = build_enricher(text, base, &raw.enrich, &mut at);
+    let metrics = series::config::validate(&raw.scrape, &raw.probes, &raw.watch, base, &time_zone, &mut at);
+    if let Some(schools) = enricher.schools() {
+        notice_policy.directors = alerting::directors_from_schools(schools);
+    }
+    // Without an on-call address the [alerting] problem above already says what is missing.
+    let notice_check = if raw.alerting.on_call.get_ref().is_empty() { Ok(()) } else { notice_policy.validate() };
+    if let Err(e) = notice_check {
+        at(
+            n.approvers.span(),
+            "alerting.notices",
+            e.to_string(),
+            "list approvers = [\"dsi@ville.fr\"] and give addresses as name@domain",
+        );
+    }
     let probe = analyzer::BlockList::new(analyzer::BlockPolicy::default(), Vec::new());
     if let Err(e) = probe.render_nftables(jiff::Timestamp::UNIX_EPOCH, &raw.blocklist.set, &raw.blocklist.table) {
         at(0..0, "blocklist", e.to_string(), "use letters, digits and '_' for table and set");
@@ -798,10 +1150,40 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         }
     }
 
+    let section_span = |name: &str| text.find(&format!("[{name}]")).map_or(0..0, |i| i..i);
+    let role = crate::roles::Role::parse(raw.roles.run.get_ref()).unwrap_or_else(|| {
+        at(
+            raw.roles.run.span(),
+            "roles.run",
+            format!("`{}` is not a role", raw.roles.run.get_ref()),
+            &format!("one of: {}", crate::roles::Role::NAMES.join(", ")),
+        );
+        crate::roles::Role::All
+    });
+    let kafka = raw.kafka.as_ref().and_then(|k| {
+        k.validate()
+            .map_err(|problems| {
+                for p in problems {
+                    at(section_span("kafka"), p.key, p.message, p.hint);
+                }
+            })
+            .ok()
+    });
+    if role != crate::roles::Role::All && raw.kafka.is_none() {
+        at(
+            raw.roles.run.span(),
+            "roles.run",
+            format!("the {} role needs a [kafka] section", raw.roles.run.get_ref()),
+            "add [kafka] brokers = \"kafka1:9092\", or run = \"all\" for everything in one process",
+        );
+    }
+
     Config {
         data_dir: base.join(&raw.data.dir),
         log: raw.log.clone(),
         listen,
+        server,
+        demo_accounts: raw.server.demo_accounts,
         batch_size: (*raw.pipeline.batch_size.get_ref()).max(1),
         max_in_flight: (*raw.pipeline.max_in_flight.get_ref()).max(1),
         channel_capacity: (*raw.pipeline.channel_capacity.get_ref()).max(1),
@@ -811,6 +1193,9 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         rules_dir: base.join(&raw.analyzer.rules),
         alerting: raw.alerting.clone(),
         policy,
+        notice_policy,
+        incident_policy,
+        ack_valid_for,
         block_allow: raw.blocklist.allow.get_ref().clone(),
         enricher: std::sync::Arc::new(enricher),
         geoip_reload: raw.enrich.geoip.is_some(),
@@ -818,6 +1203,12 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         nft_table: raw.blocklist.table.clone(),
         nft_set: raw.blocklist.set.clone(),
         keep_days: *raw.retention.keep_days.get_ref(),
+        metrics,
+        archive_key,
+        archive_routes,
+        seal_after,
+        role,
+        kafka,
     }
 }
 

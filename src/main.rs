@@ -1,7 +1,9 @@
 //! `vigie`: one binary that collects, analyzes, alerts, archives and shows. This file only
 //! parses the command line and wires the crates; the work is done in the libraries.
 
+mod alert_cmd;
 mod analyze;
+mod archive_cmd;
 mod config;
 mod datadir;
 mod demo;
@@ -9,9 +11,12 @@ mod demo_rules {
     //! The default rule files, embedded at build time by build.rs.
     include!(concat!(env!("OUT_DIR"), "/demo_rules.rs"));
 }
+mod loadtest_cmd;
 mod parse;
 mod pipeline;
 mod reload;
+mod roles;
+mod user_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +51,10 @@ enum Command {
         /// The TOML configuration (see config/vigie.example.toml).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
+        /// Run one scale-out role joined by Kafka instead of everything (overrides `[roles]
+        /// run`): collector, analyzer, archiver, alerter; or all. See docs/deployment.md.
+        #[arg(long, value_name = "ROLE", value_parser = clap::builder::PossibleValuesParser::new(roles::Role::NAMES.iter().copied()))]
+        role: Option<String>,
     },
     /// Run the whole stack in one process on generated ENT traffic: 188 schools, an attack
     /// burst and an outage every ten minutes. Nothing else to install.
@@ -120,9 +129,49 @@ enum Command {
         #[arg(required = true, value_name = "TARGET")]
         targets: Vec<String>,
     },
-    /// Inspect the legal connection archive.
+    /// The legal connection archive: backfill, requisition search and export, verify, purge,
+    /// audit log, statistics.
     #[command(subcommand)]
-    Archive(ArchiveCommand),
+    Archive(archive_cmd::ArchiveCommand),
+    /// Manage the web interface's accounts: add, passwd, disable, list.
+    #[command(subcommand)]
+    User(user_cmd::UserCommand),
+    /// Load-test the ENT: virtual users follow a scenario (log in, class blog, post an
+    /// article, log out) and a report gives errors by kind and latency percentiles per step.
+    #[command(after_help = "Targets outside this machine must be allowed (--allow HOST, or [loadtest] allow in\n\
+                            the configuration) or owned (--i-own-this-target). Requests are capped at 1000/s\n\
+                            unless --max-rate says otherwise. Ctrl-C stops with a partial report.\n\n\
+                            Examples:\n  vigie loadtest loadtest/scenarios/ent-blog.yml --target https://ent-recette.example.fr \\\n      \
+                            --allow ent-recette.example.fr --users 1000 --ramp-up 2m --duration 10m\n  \
+                            vigie loadtest scenario.yml --rate 50 --users 2000 --duration 5m --json\n  \
+                            vigie loadtest --url http://127.0.0.1:8080/ --users 500 --duration 30s")]
+    Loadtest(loadtest_cmd::LoadtestArgs),
+    /// Silence alerts (with author, reason and end), list or end silences.
+    #[command(subcommand)]
+    Silence(alert_cmd::SilenceCommand),
+    /// Outage notices to the school directors: list, edit, approve.
+    #[command(subcommand)]
+    Notice(alert_cmd::NoticeCommand),
+    /// Incidents with their CCTP class and working-day deadline: list, open, close.
+    #[command(subcommand)]
+    Incident(alert_cmd::IncidentCommand),
+    /// Planned maintenance: preventive notice, silences, warning on the 06:00-03:00 window.
+    #[command(subcommand)]
+    Maintenance(alert_cmd::MaintenanceCommand),
+    /// Write the monthly operations report (CCTP 4.2.3) as HTML, and PDF when Chromium is
+    /// installed.
+    #[command(after_help = "Example:\n  vigie report --config /etc/vigie/vigie.toml --month 2025-04 --out /tmp")]
+    Report {
+        /// The TOML configuration of the running Vigie.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// The month, `YYYY-MM`.
+        #[arg(long, value_name = "YYYY-MM")]
+        month: String,
+        /// Where to write rapport-YYYY-MM.html (and .pdf); default: the current directory.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Validate a configuration file and print every problem with file:line:column.
     #[command(
         after_help = "Exit status: 0 when valid, 2 when not.\n\nExample:\n  vigie check-config /etc/vigie/vigie.toml"
@@ -151,17 +200,6 @@ struct InputArgs {
     files: Vec<PathBuf>,
 }
 
-#[derive(Debug, Subcommand)]
-enum ArchiveCommand {
-    /// Print, as JSON, the archive's days, document counts and duplicate ids (which must be 0).
-    #[command(after_help = "Example:\n  vigie archive stats --data /var/lib/vigie")]
-    Stats {
-        /// The data directory (the archive is in its archive/ folder).
-        #[arg(long, value_name = "DIR")]
-        data: PathBuf,
-    },
-}
-
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     config::parse_duration(s).map_err(|e| format!("{e}; write it like 90s, 5m or 1h"))
 }
@@ -171,6 +209,7 @@ fn main() -> ExitCode {
     let json = cli.log_json;
     let level = cli.log_level.clone();
     match cli.command {
+        Command::Loadtest(args) => report(loadtest_cmd::run(args)),
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(config) => {
                 println!(
@@ -207,33 +246,25 @@ fn main() -> ExitCode {
             )
         }
         Command::Scrape { once: _, timeout, targets } => scrape_once(&targets, timeout),
-        Command::Archive(ArchiveCommand::Stats { data }) => report((|| {
-            let archive = retention::Archive::open(&data.join("archive"))
-                .with_context(|| format!("opening the archive in {}", data.display()))?;
-            let stats = archive.stats().context("reading the archive")?;
-            let days: Vec<_> = stats
-                .days
-                .iter()
-                .map(|d| {
-                    serde_json::json!({
-                        "day": d.day.to_string(),
-                        "documents": d.documents,
-                        "first": d.first.map(|t| t.to_string()),
-                        "last": d.last.map(|t| t.to_string()),
-                    })
-                })
-                .collect();
-            let json = serde_json::json!({
-                "documents": stats.total_documents,
-                "duplicate_ids": stats.duplicate_event_ids,
-                "days": days,
-            });
-            println!("{}", serde_json::to_string_pretty(&json)?);
-            Ok(())
-        })()),
-        Command::Run { config: file } => {
+        Command::Silence(cmd) => report(alert_cmd::silence(cmd)),
+        Command::Notice(cmd) => report(alert_cmd::notice(cmd)),
+        Command::Incident(cmd) => report(alert_cmd::incident(cmd)),
+        Command::Maintenance(cmd) => report(alert_cmd::maintenance(cmd)),
+        Command::Report { config, month, out } => report(alert_cmd::monthly_report(&config, &month, &out)),
+        Command::User(command) => report(user_cmd::run(command)),
+        Command::Archive(command) => match archive_cmd::run(command) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => report(Err(e)),
+        },
+        Command::Run { config: file, role } => {
             let config = match config::load(&file) {
-                Ok(c) => c,
+                Ok(mut c) => {
+                    if let Some(role) = role.as_deref().and_then(roles::Role::parse) {
+                        c.role = role;
+                    }
+                    c
+                }
                 Err(errors) => {
                     eprint!("{errors}");
                     return ExitCode::from(2);
@@ -334,7 +365,7 @@ fn run_stack(
                 shutdown.cancel();
             });
         }
-        let summary = pipeline::run(config, data, shutdown, banner).await?;
+        let summary = roles::run(config, data, shutdown, banner).await?;
         if summary.failures.is_empty() {
             tracing::info!("stopped cleanly");
             Ok(())

@@ -43,19 +43,50 @@ pub(crate) async fn run(
     let alerting_metrics = alerting::AlertingMetrics::register(&mut registry);
     let reload_metrics = crate::reload::ReloadMetrics::register(&mut registry);
     let health = Health::default();
+    // Scale-out seam (roles.rs): a collector hands its parsed batches to Kafka, and the
+    // archive, analyzer and alert stages run in other processes (`vigie run --role …`).
+    let publishing = crate::roles::collector_publishing(&config, &mut registry)?;
+    let in_process = publishing.is_none();
 
     // Stores first: a refusal (locked, newer format, unwritable) stops us before any task runs.
     let checkpoints = CheckpointStore::open(&data.join("state.sqlite")).context("opening the checkpoint store")?;
     let mut archive = retention::Archive::open(&data.join("archive")).context("opening the archive")?;
-    // Days older than the retention period go now; the law forbids keeping them longer.
-    let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
-    let purged = archive.purge_expired(today, config.keep_days, &[]).context("purging expired archive days")?;
-    if !purged.is_empty() {
-        tracing::info!(days = purged.len(), oldest = %purged[0], "expired archive days deleted");
-    }
+    let recorder = retention::Recorder::new(match &config.archive_routes {
+        Some(path) => retention::RouteTable::load(path)?,
+        None => retention::RouteTable::default(),
+    });
+    // Sealing and the daily purge run inside the archive stage (its only writer), at start and
+    // then hourly; both need the signing key (the purge certifies every deletion).
+    let maintenance = match &config.archive_key {
+        Some(path) => {
+            archive.set_key(retention::ArchiveKey::load(path)?);
+            Some(retention::Maintenance {
+                keep_days: config.keep_days,
+                grace: jiff::SignedDuration::try_from(config.seal_after).context("retention.seal_after")?,
+                every: Duration::from_secs(3600),
+            })
+        }
+        None => {
+            tracing::warn!("no [retention] signing_key: archive days are neither sealed nor purged");
+            None
+        }
+    };
     let alerts_db = data.join("alerting.sqlite");
-    let policy = config.policy.clone();
+    // The key of the signed links in emails (approve a notice, acknowledge an alert).
+    let signing_key =
+        alerting::SigningKey::load_or_create(&data.join("signing.key")).context("opening the link signing key")?;
+    let mut policy = config.policy.clone();
+    policy.ack = Some(alerting::AckLinks {
+        key: signing_key.clone(),
+        base_url: config.notice_policy.base_url.clone(),
+        valid_for: config.ack_valid_for,
+    });
     let store = alerting::AlertStore::open(&alerts_db, policy.clone()).context("opening the alert store")?;
+    let notices = alerting::Notices::open(&alerts_db, config.notice_policy.clone(), signing_key)
+        .context("opening the outage notices")?;
+    let incidents =
+        alerting::Incidents::open(&alerts_db, config.incident_policy.clone()).context("opening the incidents")?;
+    let notices_store = alerting::AlertStore::open(&alerts_db, policy.clone()).context("opening the alert store")?;
     let dashboard_alerts = alerting::AlertStore::open(&alerts_db, policy).context("opening the alert store")?;
     let transport = match &config.alerting.smtp {
         Some(smtp) => alerting::Transport::Smtp {
@@ -72,6 +103,16 @@ pub(crate) async fn run(
             .with_context(|| format!("loading the rules in {}", config.rules_dir.display()))?,
     );
     tracing::info!(rules = rules.len(), dir = %config.rules_dir.display(), "rules loaded");
+    // Metrics: scrapers, probes and watches → series store → saturation rules → alerts;
+    // availability probes → outages (persisted) → the month's availability.
+    let series_store = series::SeriesStore::open(&data.join("series.sqlite"), series::StoreConfig::default())
+        .context("opening the series store")?;
+    let outage_store = series::OutageStore::open(&data.join("outages.sqlite")).context("opening the outage store")?;
+    let saturation = Arc::new(
+        analyzer::SaturationRules::load_dir(&config.rules_dir)
+            .with_context(|| format!("loading the saturation rules in {}", config.rules_dir.display()))?,
+    );
+    let metrics_stage = series::MetricsStage::new(series_store, outage_store);
     let mut normalizer = Normalizer::new(
         config.time_zone.clone(),
         DeadLetter::new(&data.join("deadletter")).context("creating the dead-letter directory")?,
@@ -97,6 +138,8 @@ pub(crate) async fn run(
     let (archive_tx, archive_rx) = mpsc::channel::<Batch<Event>>(cap);
     let (analyze_tx, analyze_rx) = mpsc::channel::<Batch<Event>>(cap);
     let (detect_tx, detect_rx) = mpsc::channel::<Batch<analyzer::Detection>>(cap);
+    // Saturation detections join the analyzer's on the way to the alert store.
+    let metrics_detect_tx = detect_tx.clone();
 
     let tracker = TaskTracker::new();
     // Sources stop on shutdown; every later stage stops when its input closes, so nothing
@@ -177,11 +220,13 @@ pub(crate) async fn run(
         );
     }
     spawn("parse".into(), Box::pin(async move { Ok(collector::run_normalize(normalizer, raw_rx, event_tx).await?) }));
-    {
+    if let Some(publishing) = publishing {
+        spawn("kafka-publish".into(), Box::pin(publishing.run(event_rx)));
+    } else {
         let m = metrics.clone();
         spawn("fan-out".into(), Box::pin(fan_out(event_rx, archive_tx, analyze_tx, m)));
     }
-    {
+    if in_process {
         let m = metrics.clone();
         let (publish, watched) = tokio::sync::watch::channel(rules);
         spawn("analyzer".into(), Box::pin(analyze(watched, analyze_rx, detect_tx, blocklist.clone(), m)));
@@ -198,7 +243,7 @@ pub(crate) async fn run(
             Box::pin(crate::reload::watch_rules(dir, Duration::from_secs(2), publish, reload_metrics, stop)),
         );
     }
-    {
+    if in_process {
         // The archive and the alert store end when their input closes, not on shutdown: they
         // must write everything the sources handed out.
         let never = CancellationToken::new();
@@ -207,27 +252,60 @@ pub(crate) async fn run(
         spawn(
             "archive".into(),
             Box::pin(async move {
-                retention::run_sink(archive, archive_rx, interval, m, never).await?;
+                retention::run_archive(archive, recorder, maintenance, archive_rx, interval, m, never).await?;
                 Ok(())
             }),
         );
     }
-    {
+    if in_process {
         let never = CancellationToken::new();
         let m = alerting_metrics.clone();
         spawn("alerts".into(), Box::pin(async move { Ok(alerting::run_alerts(store, detect_rx, m, never).await?) }));
     }
-    {
+    if in_process {
         let stop = fatal.clone();
         let m = alerting_metrics.clone();
         let db = alerts_db.clone();
         spawn("outbox".into(), Box::pin(async move { Ok(alerting::run_outbox(db, transport, m, stop).await?) }));
     }
+    // Outage notices and incident deadlines. Availability probes send each service's
+    // `OutageChange` on `outage_tx` (bounded: a probe waits rather than losing a change).
+    let (outage_tx, outage_rx) = mpsc::channel::<alerting::ServiceOutage>(64);
+    {
+        let stop = fatal.clone();
+        spawn(
+            "notices".into(),
+            Box::pin(
+                async move { Ok(alerting::run_notices(notices, incidents, notices_store, outage_rx, stop).await?) },
+            ),
+        );
+    }
 
+    {
+        let mut metrics_config = config.metrics.config.clone();
+        if config.metrics.demo {
+            // The demo's ENT answers 503 during the scenario's outage: the probes see it for real.
+            let ent = collector::DemoEnt::bind(Scenario::default()).await.context("starting the demo ENT")?;
+            let base = ent.base_url()?;
+            metrics_config.probes.extend(config.metrics.demo_probes(&base));
+            let stop = fatal.clone();
+            spawn("demo-ent".into(), Box::pin(async move { Ok(ent.serve(stop).await?) }));
+        }
+        // Saturation rules are read at start; a rule reload applies to event rules only.
+        let (_fixed, saturation_rules) = tokio::sync::watch::channel(saturation);
+        let (stage, tx, stop) = (metrics_stage.clone(), metrics_detect_tx, fatal.clone());
+        spawn(
+            "metrics".into(),
+            Box::pin(async move { Ok(stage.run(metrics_config, saturation_rules, tx, stop).await?) }),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}; choose another address with --listen", config.listen))?;
     let local = listener.local_addr()?;
+    let mut users = dashboards::UserStore::open(&data.join("users.sqlite")).context("opening the account store")?;
+    let demo_accounts =
+        if config.demo_accounts { users.reset_demo_accounts(jiff::Timestamp::now())? } else { Vec::new() };
     let state = dashboards::AppState::new(dashboards::AppInputs {
         registry: Arc::new(registry),
         health: health.clone(),
@@ -235,6 +313,13 @@ pub(crate) async fn run(
         alerts: dashboard_alerts,
         blocklist: blocklist.clone(),
         time_zone: config.time_zone.clone(),
+        users,
+        settings: config.server.clone(),
+        // The lead wires the statistics stage (dashboards::Statistics::observe/flush) and then
+        // opens its reader here: dashboards::StatsReader::open(&data.join("statistics.sqlite")).
+        statistics: None,
+        panels: dashboards::load_panels(config.server.panels_dir.as_deref()).context("reading the panel files")?,
+        services: dashboards::Services::default(),
     });
     {
         let stop = fatal.clone();
@@ -242,8 +327,12 @@ pub(crate) async fn run(
     }
     tracker.close();
     banner(&local);
+    if !demo_accounts.is_empty() {
+        crate::user_cmd::print_demo_accounts(&demo_accounts);
+    }
 
     fatal.cancelled().await;
+    drop(outage_tx);
     tracing::info!("shutting down: sources stop, then every stage drains and commits");
     tracker.wait().await;
     let failures = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();

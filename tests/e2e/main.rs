@@ -1,13 +1,17 @@
 //! End-to-end tests of the `vigie` binary: one integration test binary, with shared helpers
 //! that start the binary and the real servers a test needs.
 
+mod alerting;
 mod analyze;
+mod archive;
 mod check_config;
 mod crash;
 mod demo;
 mod fail2ban;
 mod files;
+mod loadtest;
 mod parse;
 mod scrape;
 mod support;
 mod syslog;
+mod web;
