@@ -21,21 +21,6 @@ use crate::french::duration_fr;
 use crate::schema::{self, from_ms, to_ms};
 use crate::{AlertError, IncidentPolicy, Incidents};
 
-const MONTHS: [&str; 12] = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-];
-
 const REPORT_HTML: &str = r#"<!DOCTYPE html>
 <html lang="fr"><head><meta charset="utf-8"><title>{{ title }}</title>
 <style>
@@ -247,8 +232,7 @@ pub fn monthly_report(
         }
     }
     let security_total: i64 = security.iter().map(|s| s.alerts).sum();
-    let title =
-        format!("Rapport d'exploitation de l'ENT — {} {year}", MONTHS[usize::try_from(month - 1).unwrap_or(0).min(11)]);
+    let title = format!("Rapport d'exploitation de l'ENT — {} {year}", analyzer::month_fr(month));
     let downtime = duration_fr(SignedDuration::from_secs((verdict.downtime_minutes * 60.0).round() as i64));
     let met = rows_inc.iter().filter(|i| incidents.iter().any(|x| x.id == i.id && x.met == Some(true))).count();
     let missed = rows_inc.iter().filter(|i| i.missed).count();

@@ -23,7 +23,13 @@ const MONTHS: [&str; 12] = [
     "décembre",
 ];
 
-fn weekday_fr(day: Weekday) -> &'static str {
+/// The French name of a month, `1` → `janvier`; out-of-range months are clamped.
+pub fn month_fr(month: i8) -> &'static str {
+    MONTHS[usize::try_from(month - 1).unwrap_or(0).min(11)]
+}
+
+/// The French name of a day of the week (`lundi`).
+pub fn weekday_fr(day: Weekday) -> &'static str {
     match day {
         Weekday::Monday => "lundi",
         Weekday::Tuesday => "mardi",
@@ -45,7 +51,7 @@ pub fn format_date_fr(t: Timestamp, tz: &TimeZone) -> String {
         d => d.to_string(),
     };
     // `month()` is 1..=12 by jiff's contract.
-    let month = MONTHS[usize::try_from(z.month() - 1).unwrap_or(0)];
+    let month = month_fr(z.month());
     format!("{} {} {} {}, {} h {:02}", weekday_fr(z.weekday()), day, month, z.year(), z.hour(), z.minute())
 }
 

@@ -26,7 +26,7 @@ pub use blocklist::{BlockEntry, BlockList, BlockListError, BlockOutcome, BlockPo
 pub use detection::{CctpClass, Deadline, Detection, Severity};
 pub use engine::{DEFAULT_MAX_KEYS, Engine, EngineStats};
 pub use error::{RuleError, RuleProblem};
-pub use french::format_date_fr;
+pub use french::{format_date_fr, month_fr, weekday_fr};
 pub use replay::{ReplaySummary, analyze_reader, detection_json, parse_lines};
 pub use rule_test::{TestFailure, TestReport, run_rule_tests};
 pub use rules::{RuleMatch, RuleSet};

@@ -307,23 +307,8 @@ pub(crate) fn overview(ctx: &Ctx<'_>, d: &Overview) -> Markup {
     )
 }
 
-const MONTHS_FR: [&str; 12] = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-];
-
 fn month_name(day: Date) -> String {
-    format!("{} {}", MONTHS_FR[usize::try_from(day.month() - 1).unwrap_or(0)], day.year())
+    format!("{} {}", analyzer::month_fr(day.month()), day.year())
 }
 
 pub(crate) fn availability(ctx: &Ctx<'_>, day: Date, month: Option<&MonthAvailability>) -> Markup {

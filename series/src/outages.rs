@@ -170,22 +170,6 @@ pub struct AvailabilityOutage {
     pub duration_minutes: f64,
 }
 
-const MONTHS_FR: [&str; 12] = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-];
-const WEEKDAYS_FR: [&str; 7] = ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"];
-
 /// Parses `YYYY-MM` (the API's `month` parameter) with a message saying what is expected.
 pub fn parse_month(s: &str) -> Result<(i16, i8), String> {
     let bad = || format!("`{s}` is not a month; write it as YYYY-MM, e.g. 2025-04");
@@ -230,9 +214,9 @@ pub fn availability_month(
             date: d.day,
             date_fr: format!(
                 "{} {} {} {}",
-                WEEKDAYS_FR[d.day.weekday().to_monday_zero_offset() as usize],
+                analyzer::weekday_fr(d.day.weekday()),
                 if d.day.day() == 1 { "1er".to_owned() } else { d.day.day().to_string() },
-                MONTHS_FR[(d.day.month() - 1) as usize],
+                analyzer::month_fr(d.day.month()),
                 d.day.year()
             ),
             window_start: d.window_start,
@@ -261,7 +245,7 @@ pub fn availability_month(
         .collect();
     Ok(AvailabilityMonth {
         month: format!("{year:04}-{month:02}"),
-        month_fr: format!("{} {year}", MONTHS_FR[(month - 1) as usize]),
+        month_fr: format!("{} {year}", analyzer::month_fr(month)),
         required_ratio,
         window_minutes: report.window_minutes,
         downtime_minutes: report.downtime_minutes,
