@@ -82,6 +82,10 @@ impl DataDir {
     pub(crate) fn join(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 #[cfg(test)]

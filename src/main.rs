@@ -16,6 +16,7 @@ mod parse;
 mod pipeline;
 mod reload;
 mod roles;
+mod services;
 mod user_cmd;
 
 use std::path::PathBuf;

@@ -82,11 +82,16 @@ pub(crate) async fn run(
         valid_for: config.ack_valid_for,
     });
     let store = alerting::AlertStore::open(&alerts_db, policy.clone()).context("opening the alert store")?;
-    let notices = alerting::Notices::open(&alerts_db, config.notice_policy.clone(), signing_key)
+    let notices = alerting::Notices::open(&alerts_db, config.notice_policy.clone(), signing_key.clone())
         .context("opening the outage notices")?;
     let incidents =
         alerting::Incidents::open(&alerts_db, config.incident_policy.clone()).context("opening the incidents")?;
     let notices_store = alerting::AlertStore::open(&alerts_db, policy.clone()).context("opening the alert store")?;
+    // The dashboards' own connections: a page reads and approves without the pipeline's lock.
+    let desk_notices = alerting::Notices::open(&alerts_db, config.notice_policy.clone(), signing_key.clone())
+        .context("opening the outage notices")?;
+    let desk_incidents =
+        alerting::Incidents::open(&alerts_db, config.incident_policy.clone()).context("opening the incidents")?;
     let dashboard_alerts = alerting::AlertStore::open(&alerts_db, policy).context("opening the alert store")?;
     let transport = match &config.alerting.smtp {
         Some(smtp) => alerting::Transport::Smtp {
@@ -137,6 +142,7 @@ pub(crate) async fn run(
     let (event_tx, event_rx) = mpsc::channel::<Batch<Event>>(cap);
     let (archive_tx, archive_rx) = mpsc::channel::<Batch<Event>>(cap);
     let (analyze_tx, analyze_rx) = mpsc::channel::<Batch<Event>>(cap);
+    let (stats_tx, stats_rx) = mpsc::channel::<Batch<Event>>(cap);
     let (detect_tx, detect_rx) = mpsc::channel::<Batch<analyzer::Detection>>(cap);
     // Saturation detections join the analyzer's on the way to the alert store.
     let metrics_detect_tx = detect_tx.clone();
@@ -207,7 +213,15 @@ pub(crate) async fn run(
             }
         }
     }
-    drop(raw_tx);
+    // A metrics-only configuration has no event source: hold the raw channel open until shutdown,
+    // or parse, fan-out, analyzer and archive would see their input closed and stop at once (and
+    // /readyz would never answer ready); at shutdown they drain and stop as usual.
+    let idle_raw = if config.sources.is_empty() {
+        Some(raw_tx)
+    } else {
+        drop(raw_tx);
+        None
+    };
 
     if config.geoip_reload {
         let (enricher, stop) = (config.enricher.clone(), fatal.clone());
@@ -224,7 +238,14 @@ pub(crate) async fn run(
         spawn("kafka-publish".into(), Box::pin(publishing.run(event_rx)));
     } else {
         let m = metrics.clone();
-        spawn("fan-out".into(), Box::pin(fan_out(event_rx, archive_tx, analyze_tx, m)));
+        spawn(
+            "fan-out".into(),
+            Box::pin(fan_out(
+                event_rx,
+                [("archive", archive_tx), ("analyzer", analyze_tx), ("statistics", stats_tx)],
+                m,
+            )),
+        );
     }
     if in_process {
         let m = metrics.clone();
@@ -256,6 +277,13 @@ pub(crate) async fn run(
                 Ok(())
             }),
         );
+    }
+    if in_process {
+        // CCTP 4.3.3 statistics per school and user category, durable like the other branches.
+        let stats = dashboards::Statistics::open(&data.join("statistics.sqlite"), config.time_zone.clone())
+            .context("opening the statistics")?;
+        let m = metrics.clone();
+        spawn("statistics".into(), Box::pin(count_statistics(stats, stats_rx, m)));
     }
     if in_process {
         let never = CancellationToken::new();
@@ -291,6 +319,9 @@ pub(crate) async fn run(
             let stop = fatal.clone();
             spawn("demo-ent".into(), Box::pin(async move { Ok(ent.serve(stop).await?) }));
         }
+        // Probe outages (open, closed) go to the outage notices and incidents.
+        let (probe_changes, outages, stop) = (metrics_stage.subscribe(), outage_tx.clone(), fatal.clone());
+        spawn("probe-outages".into(), Box::pin(forward_outages(probe_changes, outages, stop)));
         // Saturation rules are read at start; a rule reload applies to event rules only.
         let (_fixed, saturation_rules) = tokio::sync::watch::channel(saturation);
         let (stage, tx, stop) = (metrics_stage.clone(), metrics_detect_tx, fatal.clone());
@@ -315,11 +346,19 @@ pub(crate) async fn run(
         time_zone: config.time_zone.clone(),
         users,
         settings: config.server.clone(),
-        // The lead wires the statistics stage (dashboards::Statistics::observe/flush) and then
-        // opens its reader here: dashboards::StatsReader::open(&data.join("statistics.sqlite")).
-        statistics: None,
+        statistics: if in_process {
+            Some(dashboards::StatsReader::open(&data.join("statistics.sqlite")).context("opening the statistics")?)
+        } else {
+            None
+        },
         panels: dashboards::load_panels(config.server.panels_dir.as_deref()).context("reading the panel files")?,
-        services: dashboards::Services::default(),
+        services: crate::services::wire(
+            data.path(),
+            Some((desk_notices, desk_incidents)),
+            config.archive_key.as_deref(),
+            &metrics_stage,
+            &config.time_zone,
+        )?,
     });
     {
         let stop = fatal.clone();
@@ -332,6 +371,7 @@ pub(crate) async fn run(
     }
 
     fatal.cancelled().await;
+    drop(idle_raw);
     drop(outage_tx);
     tracing::info!("shutting down: sources stop, then every stage drains and commits");
     tracker.wait().await;
@@ -339,27 +379,128 @@ pub(crate) async fn run(
     Ok(RunSummary { failures })
 }
 
-/// Sends every batch to both durable branches; each holds its own clone of the ack token.
-async fn fan_out(
+/// Sends every batch to each durable branch; each holds its own clone of the ack token.
+async fn fan_out<const N: usize>(
     mut input: mpsc::Receiver<Batch<Event>>,
-    archive: mpsc::Sender<Batch<Event>>,
-    analyzer: mpsc::Sender<Batch<Event>>,
+    branches: [(&'static str, mpsc::Sender<Batch<Event>>); N],
     metrics: PipelineMetrics,
 ) -> anyhow::Result<()> {
     while let Some(batch) = input.recv().await {
         metrics.queue_depth("fan-out", input.len());
-        metrics.queue_depth("archive", archive.max_capacity() - archive.capacity());
-        metrics.queue_depth("analyzer", analyzer.max_capacity() - analyzer.capacity());
-        let copy = Batch::new(batch.items.clone(), batch.ack.clone());
-        // A send that fails drops its batch unacknowledged, which fails it at the source.
-        if archive.send(copy).await.is_err() {
-            anyhow::bail!("the archive stopped accepting events");
+        for (name, branch) in &branches {
+            metrics.queue_depth(name, branch.max_capacity() - branch.capacity());
         }
-        if analyzer.send(batch).await.is_err() {
-            anyhow::bail!("the analyzer stopped accepting events");
+        let Some(((last_name, last), rest)) = branches.split_last() else {
+            anyhow::bail!("the fan-out has no branch");
+        };
+        for (name, branch) in rest {
+            let copy = Batch::new(batch.items.clone(), batch.ack.clone());
+            // A send that fails drops its batch unacknowledged, which fails it at the source.
+            if branch.send(copy).await.is_err() {
+                anyhow::bail!("the {name} stage stopped accepting events");
+            }
+        }
+        if last.send(batch).await.is_err() {
+            anyhow::bail!("the {last_name} stage stopped accepting events");
         }
     }
     Ok(())
+}
+
+/// Counts every event into the statistics; a batch is acknowledged once its counts are written.
+async fn count_statistics(
+    stats: dashboards::Statistics,
+    mut input: mpsc::Receiver<Batch<Event>>,
+    metrics: PipelineMetrics,
+) -> anyhow::Result<()> {
+    let stats = Arc::new(std::sync::Mutex::new(stats));
+    while let Some(batch) = input.recv().await {
+        metrics.stage_in("statistics", batch.items.len());
+        let stats = stats.clone();
+        let Batch { items, ack } = batch;
+        let written = tokio::task::spawn_blocking(move || {
+            let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+            for e in &items {
+                s.observe(e);
+            }
+            s.flush()
+        })
+        .await?;
+        match written {
+            Ok(()) => ack.ack(),
+            Err(e) => {
+                // The batch fails at its source, which reads it again: nothing is lost.
+                tracing::error!(error = %e, "cannot write the statistics");
+                ack.fail();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The service the availability probes watch, as the notices name it.
+const ENT_SERVICE: &str = "ENT";
+
+/// Merges the availability probes' outages into the ENT's: down from the first probe's
+/// outage start while any probe is down, back up when the last one recovers.
+#[derive(Debug, Default)]
+struct EntOutage {
+    /// Probes down now, with their outage's start.
+    down: std::collections::BTreeMap<String, jiff::Timestamp>,
+    /// When the ENT's current outage started.
+    start: Option<jiff::Timestamp>,
+}
+
+impl EntOutage {
+    fn apply(&mut self, change: series::ProbeOutageChange) -> Option<analyzer::OutageChange> {
+        match change.change {
+            analyzer::OutageChange::Opened { start } => {
+                self.down.insert(change.probe, start);
+                if self.start.is_none() {
+                    self.start = Some(start);
+                    return Some(analyzer::OutageChange::Opened { start });
+                }
+                None
+            }
+            analyzer::OutageChange::Closed { end, .. } => {
+                self.down.remove(&change.probe);
+                match (self.down.is_empty(), self.start) {
+                    (true, Some(start)) => {
+                        self.start = None;
+                        Some(analyzer::OutageChange::Closed { start, end: end.max(start) })
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// Hands the ENT's outages, merged from every availability probe, to the notices stage.
+async fn forward_outages(
+    mut changes: tokio::sync::broadcast::Receiver<series::ProbeOutageChange>,
+    outages: mpsc::Sender<alerting::ServiceOutage>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut ent = EntOutage::default();
+    loop {
+        let change = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            c = changes.recv() => c,
+        };
+        match change {
+            Ok(c) => {
+                let Some(merged) = ent.apply(c) else { continue };
+                if outages.send((ENT_SERVICE.to_owned(), merged)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::error!(missed = n, "outage changes were missed; the notices may lag behind the probes");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+        }
+    }
 }
 
 /// Runs the rules over every event; detections travel on with the batch's token.
@@ -439,5 +580,33 @@ async fn write_blocklist(
         if stop {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(probe: &str, c: analyzer::OutageChange) -> series::ProbeOutageChange {
+        series::ProbeOutageChange { probe: probe.into(), change: c }
+    }
+
+    #[test]
+    fn overlapping_probe_outages_make_one_ent_outage() {
+        let t = |m: i64| jiff::Timestamp::from_second(1_750_000_000 + m * 60).unwrap();
+        let (opened, closed) = (
+            |s| analyzer::OutageChange::Opened { start: s },
+            |s, e| analyzer::OutageChange::Closed { start: s, end: e },
+        );
+        let mut ent = EntOutage::default();
+        assert_eq!(ent.apply(change("page", opened(t(0)))), Some(opened(t(0))));
+        assert_eq!(ent.apply(change("login", opened(t(2)))), None, "already down");
+        assert_eq!(ent.apply(change("page", closed(t(0), t(5)))), None, "login is still down");
+        assert_eq!(ent.apply(change("login", closed(t(2), t(9)))), Some(closed(t(0), t(9))));
+        // A later outage is a new one.
+        assert_eq!(ent.apply(change("page", opened(t(30)))), Some(opened(t(30))));
+        // A probe that closes without having opened (a restart) closes nothing that is not open.
+        let mut fresh = EntOutage::default();
+        assert_eq!(fresh.apply(change("page", closed(t(0), t(1)))), None);
     }
 }

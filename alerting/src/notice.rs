@@ -572,6 +572,13 @@ impl Notices {
         load(&self.conn, id)
     }
 
+    /// What one director receives for the notice's current revision (the first configured
+    /// school, as a sample): `(subject, text)`. The dashboards show it before approval.
+    pub fn preview(&self, notice: &Notice) -> Result<(String, String), AlertError> {
+        let (_, subject, text) = self.ctx.sample_director_message(notice)?;
+        Ok((subject, text))
+    }
+
     /// The notice's director emails: sent, waiting, and bounced with the reason.
     pub fn deliveries(&self, id: i64) -> Result<NoticeDeliveries, AlertError> {
         let mut stmt = self.conn.prepare(
@@ -730,6 +737,25 @@ impl Ctx {
         Ok(self.policy.directors.len())
     }
 
+    /// What the first configured director receives for the notice's current revision:
+    /// (that director, subject, text).
+    fn sample_director_message(&self, notice: &Notice) -> Result<(Director, String, String), AlertError> {
+        let sample = self.policy.directors.first().cloned().unwrap_or(Director {
+            uai: "0000000A".into(),
+            school: "(aucune école configurée)".into(),
+            email: String::new(),
+        });
+        let message = match (notice.kind, notice.sent_revision, notice.ended_at) {
+            (NoticeKind::Maintenance, _, _) => DirectorMessage::Maintenance,
+            (NoticeKind::Outage, s, Some(_)) if s > 0 => DirectorMessage::Closed,
+            (NoticeKind::Outage, 0, _) => DirectorMessage::Opened,
+            (NoticeKind::Outage, _, _) => DirectorMessage::Update,
+        };
+        let subject = self.director_subject(notice, message, &sample);
+        let (text, _) = self.director_bodies(notice, &sample, message, &subject)?;
+        Ok((sample, subject, text))
+    }
+
     fn approval_context(
         &self,
         notice: &Notice,
@@ -747,18 +773,7 @@ impl Ctx {
             expires,
         });
         let approve_url = format!("{}/notices/approve?token={token}", self.policy.base_url.trim_end_matches('/'));
-        let sample = self.policy.directors.first().cloned().unwrap_or(Director {
-            uai: "0000000A".into(),
-            school: "(aucune école configurée)".into(),
-            email: String::new(),
-        });
-        let message = match (notice.kind, notice.sent_revision) {
-            (NoticeKind::Maintenance, _) => DirectorMessage::Maintenance,
-            (NoticeKind::Outage, 0) => DirectorMessage::Opened,
-            (NoticeKind::Outage, _) => DirectorMessage::Update,
-        };
-        let sample_subject = self.director_subject(notice, message, &sample);
-        let (preview, _) = self.director_bodies(notice, &sample, message, &sample_subject)?;
+        let (sample, _, preview) = self.sample_director_message(notice)?;
         let what = if notice.kind == NoticeKind::Maintenance { "maintenance programmée" } else { "interruption" };
         let subject = format!(
             "[Vigie] {}À VALIDER — avis d'{what} aux {} directeurs ({})",

@@ -34,6 +34,10 @@ pub fn open_sqlite(path: &Path, migrations: &[&str]) -> Result<Connection, State
     conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+    // Several processes' and stages' connections write the same file: a transaction takes the
+    // write lock when it begins (waiting up to the busy timeout), never by upgrading a read
+    // snapshot later, which SQLite refuses at once with "database is locked".
+    conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
     let supported = migrations.len() as i64;
     if found > supported {

@@ -248,6 +248,10 @@ fn handler(spec: &RouteSpec) -> MethodRouter<AppState> {
         ("GET", "/readyz") => get(readyz),
         ("GET", "/metrics") => get(metrics),
         ("GET", "/api/v1/blocklist") => get(blocklist),
+        ("GET", "/notices/approve") => get(approve_link),
+        ("POST", "/notices/approve") => post(approve_link_submit),
+        ("GET", "/alerts/ack") => get(ack_link),
+        ("POST", "/alerts/ack") => post(ack_link_submit),
         ("GET", "/api/openapi.json") => get(|| async { axum::Json(crate::routes::openapi()) }),
         ("GET", "/") => get(overview),
         ("GET", "/api/v1/overview") => get(api_overview),
@@ -323,9 +327,17 @@ fn metrics_text(state: &AppState) -> Result<String, AppError> {
     Ok(text)
 }
 
-async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
+/// OpenMetrics for the clients that ask for it (Prometheus), the text format 0.0.4 for the others
+/// (`promtool check metrics`, curl): see `exposition.rs`.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Result<Response, AppError> {
     let text = metrics_text(&state)?;
-    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if crate::exposition::wants_openmetrics(accept) {
+        Ok(([(header::CONTENT_TYPE, crate::exposition::OPENMETRICS)], text).into_response())
+    } else {
+        let text = crate::exposition::text_format(&text);
+        Ok(([(header::CONTENT_TYPE, crate::exposition::TEXT)], text).into_response())
+    }
 }
 
 /// The addresses blocked right now, one a line, each with its expiry and reason as a comment.
@@ -508,8 +520,17 @@ async fn saturation_data(state: &AppState, range: &RangeQuery) -> Result<Vec<pag
     for panel in state.0.panels.iter().filter(|p| p.page == "saturation" || p.page == "sante") {
         let data = match (&panel.series, &state.0.services.series) {
             (Some(name), Some(svc)) => {
-                let (svc, name) = (svc.clone(), name.clone());
-                pages::PanelValue::Series(state.call(move || svc.series(&name, since, now)).await?)
+                let (svc, name, combine) = (svc.clone(), name.clone(), panel.combine);
+                let series = state.call(move || svc.series(&name, combine, since, now)).await?;
+                pages::PanelValue::Series(series.map(|mut s| {
+                    for p in &mut s.points {
+                        p.1 *= panel.scale;
+                    }
+                    if panel.forecast && s.forecast.is_empty() {
+                        s.forecast = crate::panels::linear_forecast(&s.points, panel.threshold);
+                    }
+                    s
+                }))
             }
             (Some(_), None) => pages::PanelValue::NotConfigured,
             (None, _) => match (&panel.metric, &metrics) {
@@ -629,8 +650,10 @@ async fn api_incidents(State(state): State<AppState>) -> Result<axum::Json<serde
 
 #[derive(Debug, serde::Deserialize)]
 struct NoticeForm {
-    objet: String,
-    texte: String,
+    /// The expected end, `datetime-local` in the page's zone.
+    fin_prevue: String,
+    /// The text the IT service adds to the directors' message.
+    message: String,
 }
 
 async fn approve_notice(
@@ -642,10 +665,88 @@ async fn approve_notice(
     let Some(svc) = state.0.services.incidents.clone() else {
         return Ok(not_configured("Le circuit des avis d’interruption"));
     };
+    let end = form.fin_prevue.trim();
+    let expected_end = if end.is_empty() { None } else { local_time(end, state.tz()) };
+    if !end.is_empty() && expected_end.is_none() {
+        return Ok(bad_form("La fin prévue n’est pas une date valide (exemple : 2025-04-07T14:30)."));
+    }
     let (now, user) = (state.now(), session.user.name.clone());
-    tracing::info!(notice = id, user, "outage notice approved");
-    state.call(move || svc.approve_notice(id, form.objet.trim(), form.texte.trim(), &user, now)).await?;
+    let message = form.message.trim().to_owned();
+    let queued = state.call(move || svc.approve_notice(id, expected_end, &message, &user, now)).await?;
+    tracing::info!(notice = id, user = %session.user.name, queued, "outage notice approved");
     Ok(Redirect::to("/incidents#avis").into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TokenForm {
+    token: String,
+}
+
+/// The page behind an approval email's link: it asks for a click, because mail gateways
+/// fetch links to scan them and a GET must not send 188 emails.
+async fn approve_link(Query(form): Query<TokenForm>) -> Html<String> {
+    Html(
+        pages::confirm_link(
+            "Valider l’avis aux directeurs d’école",
+            "En validant, l’avis d’interruption part à chaque directeur d’école.",
+            "/notices/approve",
+            &form.token,
+            "Valider et envoyer l’avis",
+        )
+        .into_string(),
+    )
+}
+
+async fn approve_link_submit(
+    State(state): State<AppState>,
+    axum::Form(form): axum::Form<TokenForm>,
+) -> Result<Response, AppError> {
+    let Some(svc) = state.0.services.incidents.clone() else {
+        return Ok(not_configured("Le circuit des avis d’interruption"));
+    };
+    let now = state.now();
+    let (id, queued) = state.call(move || svc.approve_with_token(form.token.trim(), now)).await?;
+    tracing::info!(notice = id, queued, "outage notice approved through its emailed link");
+    let text = format!("L’avis n° {id} est validé : {queued} courriels partent aux directeurs d’école.");
+    Ok(Html(pages::message_page("Avis validé", &text).into_string()).into_response())
+}
+
+/// The page behind an alert email's acknowledgement link (confirmed by a click, as above).
+async fn ack_link(Query(form): Query<TokenForm>) -> Html<String> {
+    Html(
+        pages::confirm_link(
+            "Prendre l’alerte en compte",
+            "Les rappels s’arrêtent et l’alerte indique qui s’en occupe.",
+            "/alerts/ack",
+            &form.token,
+            "Je prends en compte",
+        )
+        .into_string(),
+    )
+}
+
+async fn ack_link_submit(
+    State(state): State<AppState>,
+    axum::Form(form): axum::Form<TokenForm>,
+) -> Result<Response, AppError> {
+    let now = state.now();
+    let token = form.token.trim().to_owned();
+    match state.with_alerts(move |s| s.acknowledge_with_token(&token, None, now)).await {
+        Ok((id, fresh)) => {
+            tracing::info!(alert = id, fresh, "alert acknowledged through its emailed link");
+            let text = if fresh {
+                format!("L’alerte n° {id} est prise en compte : les rappels sont arrêtés.")
+            } else {
+                format!("L’alerte n° {id} était déjà prise en compte.")
+            };
+            Ok(Html(pages::message_page("Alerte prise en compte", &text).into_string()).into_response())
+        }
+        Err(AppError::Alerts(alerting::AlertError::BadToken(why))) => {
+            tracing::info!(%why, "acknowledgement link refused");
+            Ok(bad_form("Ce lien n’est pas valide ou a expiré : prenez l’alerte en compte depuis la page Incidents."))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -708,11 +809,84 @@ async fn requisitions(State(state): State<AppState>, session: CurrentSession) ->
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct SearchForm {
-    pub(crate) reference: String,
+    /// The requiring authority.
+    pub(crate) autorite: String,
+    /// The procedure (PV) number.
+    pub(crate) procedure: String,
+    /// The legal basis (`art. 60-1 CPP`…).
+    pub(crate) fondement: String,
+    /// The requisition's date (`2025-04-07`).
+    pub(crate) date_requisition: String,
     pub(crate) debut: String,
     pub(crate) fin: String,
+    /// An address or a CIDR range.
     pub(crate) ip: Option<String>,
+    pub(crate) port: Option<String>,
     pub(crate) compte: Option<String>,
+    /// A school's UAI.
+    pub(crate) ecole: Option<String>,
+}
+
+fn filled(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl SearchForm {
+    /// The query, or what the officer must correct (in French).
+    fn query(&self, tz: &jiff::tz::TimeZone) -> Result<crate::services::RequisitionQuery, &'static str> {
+        use crate::services::SearchTarget;
+        let (authority, procedure_number) = (self.autorite.trim(), self.procedure.trim());
+        if authority.is_empty() || procedure_number.is_empty() || self.fondement.trim().is_empty() {
+            return Err("L’autorité requérante, le numéro de procédure et le fondement juridique sont obligatoires.");
+        }
+        let date: Date = self.date_requisition.trim().parse().map_err(|_| "Indiquez la date de la réquisition.")?;
+        let (Some(from), Some(to)) = (local_time(&self.debut, tz), local_time(&self.fin, tz)) else {
+            return Err("Indiquez le début et la fin de la période recherchée.");
+        };
+        if from >= to {
+            return Err("La fin de la période doit suivre son début.");
+        }
+        let port = match filled(&self.port) {
+            None => None,
+            Some(p) => Some(p.parse::<u16>().map_err(|_| "Le port source est un nombre de 1 à 65535.")?),
+        };
+        let targets = [filled(&self.ip), filled(&self.compte), filled(&self.ecole)];
+        if targets.iter().flatten().count() != 1 {
+            return Err(
+                "Recherchez une seule chose à la fois : une adresse IP (ou une plage), un compte ou une école.",
+            );
+        }
+        let target = match targets {
+            [Some(ip), _, _] if ip.contains('/') => {
+                if port.is_some() {
+                    return Err("Un port source ne s’indique qu’avec une adresse IP, pas avec une plage.");
+                }
+                if ip.parse::<ipnet::IpNet>().is_err() {
+                    return Err("La plage d’adresses n’est pas valide (exemple : 203.0.113.0/24).");
+                }
+                SearchTarget::Network(ip.to_owned())
+            }
+            [Some(ip), _, _] => SearchTarget::Ip(
+                ip.parse().map_err(|_| "L’adresse IP n’est pas valide (exemple : 203.0.113.9 ou 2001:db8::1).")?,
+                port,
+            ),
+            [None, Some(user), _] => SearchTarget::User(user.to_owned()),
+            [None, None, Some(uai)] => SearchTarget::School(uai.to_ascii_uppercase()),
+            [None, None, None] => unreachable!("exactly one target was checked above"),
+        };
+        if port.is_some() && !matches!(target, SearchTarget::Ip(..)) {
+            return Err("Un port source ne s’indique qu’avec une adresse IP.");
+        }
+        Ok(crate::services::RequisitionQuery {
+            authority: authority.to_owned(),
+            procedure_number: procedure_number.to_owned(),
+            legal_basis: self.fondement.trim().to_owned(),
+            date,
+            from,
+            to,
+            target,
+        })
+    }
 }
 
 /// A local date-time from a `datetime-local` field, in the page's zone.
@@ -747,36 +921,23 @@ async fn requisition_search(
         r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
         return Ok(r);
     }
-    let reference = form.reference.trim().to_owned();
-    let from = local_time(&form.debut, state.tz());
-    let to = local_time(&form.fin, state.tz());
-    let ip = form.ip.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let parsed_ip = ip.map(str::parse::<std::net::IpAddr>);
-    let problem = if reference.len() < 3 {
-        Some("La référence de la réquisition est obligatoire (numéro de procès-verbal, autorité).")
-    } else if from.is_none() || to.is_none() {
-        Some("Indiquez le début et la fin de la période recherchée.")
-    } else if from >= to {
-        Some("La fin de la période doit suivre son début.")
-    } else if matches!(parsed_ip, Some(Err(_))) {
-        Some("L’adresse IP n’est pas valide (exemple : 203.0.113.9 ou 2001:db8::1).")
-    } else {
-        None
-    };
-    if let Some(p) = problem {
-        let page = pages::requisitions(&ctx, true, Some(&form), Some(Err(p)));
-        return Ok((StatusCode::BAD_REQUEST, Html(page.into_string())).into_response());
-    }
-    let query = crate::services::RequisitionQuery {
-        reference,
-        from: from.unwrap_or(now),
-        to: to.unwrap_or(now),
-        ip: parsed_ip.and_then(Result::ok),
-        user: form.compte.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned),
+    let query = match form.query(state.tz()) {
+        Ok(q) => q,
+        Err(problem) => {
+            let page = pages::requisitions(&ctx, true, Some(&form), Some(Err(problem)));
+            return Ok((StatusCode::BAD_REQUEST, Html(page.into_string())).into_response());
+        }
     };
     let operator = session.user.name.clone();
-    tracing::info!(operator, reference = %query.reference, "requisition search");
-    let result = state.call(move || svc.search(&query, &operator, now)).await?;
+    tracing::info!(operator, procedure = %query.procedure_number, "requisition search");
+    let result = match state.call(move || svc.search(&query, &operator, now)).await {
+        Ok(r) => r,
+        Err(AppError::Service(crate::services::ServiceError::Refused(why))) => {
+            let page = pages::requisitions(&ctx, true, Some(&form), Some(Err(&why)));
+            return Ok((StatusCode::BAD_REQUEST, Html(page.into_string())).into_response());
+        }
+        Err(e) => return Err(e),
+    };
     Ok(Html(pages::requisitions(&ctx, true, Some(&form), Some(Ok(&result))).into_string()).into_response())
 }
 
@@ -804,7 +965,10 @@ async fn requisition_export(
 
 async fn audit(State(state): State<AppState>, session: CurrentSession) -> Result<Html<String>, AppError> {
     let entries = match state.0.services.requisitions.clone() {
-        Some(svc) => Some(state.call(move || svc.audit(500)).await?),
+        Some(svc) => {
+            let operator = session.user.name.clone();
+            Some(state.call(move || svc.audit(&operator, 500)).await?)
+        }
         None => None,
     };
     let ctx = state.ctx(&session, "/audit", &RangeQuery::default());

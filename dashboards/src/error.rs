@@ -1,4 +1,5 @@
-//! The one error type of the web handlers: details go to the log, never to the client.
+//! The one error type of the web handlers: details go to the log, never to the client, except
+//! a service's refusal, written for the user.
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -21,6 +22,11 @@ pub enum AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        if let AppError::Service(crate::services::ServiceError::Refused(why)) = &self {
+            tracing::info!(refused = %why, "request refused");
+            let page = crate::pages::error_page(StatusCode::BAD_REQUEST, why);
+            return (StatusCode::BAD_REQUEST, Html(page.into_string())).into_response();
+        }
         tracing::error!(error = %self, "request failed");
         let page = crate::pages::error_page(
             StatusCode::INTERNAL_SERVER_ERROR,

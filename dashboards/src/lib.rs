@@ -9,6 +9,7 @@
 mod app;
 mod auth;
 mod error;
+mod exposition;
 mod pages;
 mod panels;
 mod routes;
@@ -25,9 +26,9 @@ pub use panels::{Panel, PanelError, load_panels};
 pub use routes::{Access, Kind, ROUTES, RouteSpec, openapi};
 pub use server::{ClientAddr, ServerError, ServerSettings, TlsFiles, TlsListener, serve, tls_config};
 pub use services::{
-    AuditEntry, AvailabilityService, DayAvailability, Export, IncidentService, IncidentView, MonthAvailability,
-    NoticeView, RequisitionQuery, RequisitionRecord, RequisitionResult, RequisitionService, Series, SeriesService,
-    ServiceError, ServiceResult, Services,
+    AuditEntry, AvailabilityService, Combine, DayAvailability, Export, IncidentService, IncidentView,
+    MonthAvailability, NoticeView, RequisitionQuery, RequisitionRecord, RequisitionResult, RequisitionService,
+    SearchTarget, Series, SeriesService, ServiceError, ServiceResult, Services,
 };
 pub use stats::{Period, StatRow, Statistics, StatsError, StatsReader};
 pub use users::{

@@ -57,6 +57,11 @@ impl Ctx<'_> {
     fn date(&self, t: Timestamp) -> String {
         alerting::format_date_fr(t, self.tz)
     }
+
+    /// The value of a `datetime-local` field for `t`, in the page's zone (`2025-04-07T14:30`).
+    fn local_input(&self, t: Timestamp) -> String {
+        t.to_zoned_datetime(self.tz.clone()).strftime("%Y-%m-%dT%H:%M").to_string()
+    }
 }
 
 /// The severity as the city's staff read it.
@@ -124,7 +129,7 @@ fn layout(ctx: &Ctx<'_>, title: &str, picker: bool, body: Markup) -> Markup {
                     }
                     form.logout method="post" action="/deconnexion" {
                         (csrf_field(ctx))
-                        span.who { (ctx.session.user.name) " (" (role.label_fr()) ")" }
+                        span.who { (ctx.session.user.name) " — " (role.label_fr()) }
                         button type="submit" { "Se déconnecter" }
                     }
                 }
@@ -162,6 +167,44 @@ pub(crate) fn error_page(status: StatusCode, text: &str) -> Markup {
                     h1 { "Vigie" }
                     p.error { (text) }
                     p { "Code " (status.as_u16()) ". " a href="/" { "Retour à l’accueil" } " · " a href="/connexion" { "Se connecter" } }
+                }
+            }
+        }
+    }
+}
+
+/// The page behind a link sent by email (approve a notice, acknowledge an alert): the action
+/// needs a click on its button, never the mere opening of the link.
+pub(crate) fn confirm_link(title: &str, text: &str, action: &str, token: &str, button: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="fr" {
+            (head(title))
+            body.bare {
+                main.narrow {
+                    h1 { (title) }
+                    p { (text) }
+                    form method="post" action=(action) {
+                        input type="hidden" name="token" value=(token);
+                        button type="submit" { (button) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A one-message page (the outcome of an emailed link).
+pub(crate) fn message_page(title: &str, text: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="fr" {
+            (head(title))
+            body.bare {
+                main.narrow {
+                    h1 { (title) }
+                    p role="status" { (text) }
+                    p { a href="/incidents" { "Voir les incidents et avis" } }
                 }
             }
         }
@@ -269,7 +312,7 @@ pub(crate) fn overview(ctx: &Ctx<'_>, d: &Overview) -> Markup {
                     @match today { Some(t) => b { (percent(t.ratio)) }, None => b.muted { "non configuré" } }
                 }
                 div.kpi {
-                    span.label { "Disponibilité du mois (exigé : 87,5 %)" }
+                    span.label { "Disponibilité du mois" @if let Some(m) = &d.month { " (exigé : " (percent(m.required)) ")" } }
                     @match &d.month { Some(m) => b.up[m.ratio >= m.required].down[m.ratio < m.required] { (percent(m.ratio)) }, None => b.muted { "non configuré" } }
                 }
                 div.kpi { span.label { "Alertes en cours" } b.down[!firing.is_empty()] id="alertes-en-cours" { (firing.len()) } }
@@ -339,11 +382,20 @@ pub(crate) fn availability(ctx: &Ctx<'_>, day: Date, month: Option<&MonthAvailab
                             thead { tr { th { "Jour" } th { "Fenêtre 6 h – 3 h" } th.num { "Disponibilité" } th { "Manquement" } } }
                             tbody {
                                 @for dd in &m.days {
+                                    @if dd.window_start > ctx.now {
+                                        tr.avenir {
+                                            td { (dd.day.strftime("%d/%m")) }
+                                            td.timeline { (svg::window(&format!("Fenêtre du {} (à venir)", dd.day), dd.window_start, dd.window_end, &[])) }
+                                            td.num { "—" }
+                                            td { "à venir" }
+                                        }
+                                    } @else {
                                     tr {
                                         td { (dd.day.strftime("%d/%m")) }
                                         td.timeline { (svg::window(&format!("Fenêtre du {}", dd.day), dd.window_start, dd.window_end, &dd.outages)) }
                                         td.num { (percent(dd.ratio)) }
                                         td { @if dd.breach { span.down { "oui" } } @else { "non" } }
+                                    }
                                     }
                                 }
                             }
@@ -478,7 +530,14 @@ pub(crate) fn panel_json(p: &PanelData) -> serde_json::Value {
 }
 
 fn panel(ctx: &Ctx<'_>, p: &PanelData) -> Markup {
-    let from = ctx.now.checked_sub(jiff::SignedDuration::from_hours(ctx.range.1)).unwrap_or(ctx.now);
+    let range_start = ctx.now.checked_sub(jiff::SignedDuration::from_hours(ctx.range.1)).unwrap_or(ctx.now);
+    // A series much younger than the range would be squeezed against the right edge: start the
+    // chart at its first point (the axis says when that was).
+    let first = match &p.value {
+        PanelValue::Series(Some(s)) if s.points.len() >= 2 => s.points.first().map(|(t, _)| *t),
+        _ => None,
+    };
+    let from = first.filter(|t| *t > range_start && *t < ctx.now).unwrap_or(range_start);
     html! {
         section.panel id={"panneau-" (p.panel.id)} {
             h2 { (p.panel.title) }
@@ -489,6 +548,9 @@ fn panel(ctx: &Ctx<'_>, p: &PanelData) -> Markup {
                     @let threshold = p.panel.threshold.map(|t| (t, p.panel.threshold_label.as_deref().unwrap_or("seuil")));
                     (svg::line(&p.panel.title, &s.points, &s.forecast, threshold, from, ctx.now, &p.panel.unit, ctx.tz))
                     @if let Some((_, last)) = s.points.last() { p { "Dernière valeur : " strong { (num(*last)) " " (p.panel.unit) } } }
+                    @if let (Some((at, v)), Some((t, label))) = (s.forecast.last(), threshold) {
+                        @if (v - t).abs() < 1e-6 * t.abs().max(1.0) { p.firing { "Au rythme actuel : " (label) " vers le " (ctx.date(*at)) "." } }
+                    }
                 },
                 PanelValue::Current(values) => {
                     @if values.is_empty() { p { "Aucune valeur pour l’instant." } } @else {
@@ -593,7 +655,14 @@ impl TrafficData {
             };
             if asc { o } else { o.reverse() }
         });
-        TrafficData { period, start, end, schools, unique_users, pupil_logins: pupils, sort: (key, asc) }
+        // Each of the 30 days up to `day`, those without a connection as zero.
+        let by_day: BTreeMap<Date, u64> = pupils.into_iter().collect();
+        let pupil_logins = (0..30)
+            .rev()
+            .filter_map(|back| day.checked_sub(jiff::Span::new().days(back)).ok())
+            .map(|d| (d, by_day.get(&d).copied().unwrap_or(0)))
+            .collect();
+        TrafficData { period, start, end, schools, unique_users, pupil_logins, sort: (key, asc) }
     }
 
     /// The table as CSV (semicolons, as French spreadsheets expect; UTF-8 with a BOM).
@@ -618,6 +687,17 @@ impl TrafficData {
             ));
         }
         out
+    }
+}
+
+/// A user category as the statistics store it, as the page says it.
+fn category_fr(category: &str) -> &str {
+    match category {
+        "eleve" => "élèves",
+        "enseignant" => "enseignants",
+        "parent" => "parents",
+        "personnel" => "personnels",
+        other => other,
     }
 }
 
@@ -652,15 +732,15 @@ pub(crate) fn traffic(ctx: &Ctx<'_>, d: Option<&TrafficData>) -> Markup {
                     p { (period_fr(d.period)) " du " (d.start.strftime("%d/%m/%Y")) " au " (d.end.strftime("%d/%m/%Y")) "." }
                     section.kpis {
                         @for (cat, n) in &d.unique_users {
-                            div.kpi { span.label { "Utilisateurs uniques — " (cat) } b { (num(*n as f64)) } }
+                            div.kpi { span.label { "Utilisateurs uniques — " (category_fr(cat)) } b { (num(*n as f64)) } }
                         }
                         @if d.unique_users.is_empty() { p { "Aucun utilisateur identifié sur la période." } }
                     }
                     section {
                         h2 { "Connexions d’élèves par jour (30 derniers jours)" }
-                        @if d.pupil_logins.is_empty() { p { "Aucune connexion d’élève enregistrée." } } @else {
+                        @if d.pupil_logins.iter().all(|(_, n)| *n == 0) { p { "Aucune connexion d’élève enregistrée." } } @else {
                             (svg::columns("Connexions d’élèves par jour",
-                                &d.pupil_logins.iter().map(|(day, n)| (day.strftime("%d/%m").to_string(), *n as f64)).collect::<Vec<_>>(), "connexions"))
+                                &d.pupil_logins.iter().map(|(day, n)| (day.strftime("%d/%m").to_string(), *n as f64)).collect::<Vec<_>>(), ""))
                         }
                     }
                     section {
@@ -676,7 +756,7 @@ pub(crate) fn traffic(ctx: &Ctx<'_>, d: Option<&TrafficData>) -> Markup {
                             } }
                             tbody {
                                 @for s in &d.schools {
-                                    tr { td { (s.name) " " small { (s.uai) } } td.num { (s.logins) } td.num { (s.pupil_logins) } td.num { (s.articles) } td.num { (s.requests) } }
+                                    tr { td { (s.name) " " small { (s.uai) } } td.num { (num(s.logins as f64)) } td.num { (num(s.pupil_logins as f64)) } td.num { (num(s.articles as f64)) } td.num { (num(s.requests as f64)) } }
                                 }
                             }
                         }
@@ -734,29 +814,31 @@ pub(crate) fn incidents(ctx: &Ctx<'_>, d: &IncidentsData) -> Markup {
                     None => (not_configured("Le circuit des avis d’interruption")),
                     Some(list) if list.is_empty() => p { "Aucun avis." },
                     Some(list) => @for n in list {
-                        article.notice {
+                        article.notice id={"avis-" (n.id)} {
+                            h3 { (n.subject) }
+                            p.muted {
+                                (n.kind) " — " (n.service) " — début " (ctx.date(n.starts_at)) ", fin prévue " (ctx.date(n.expected_end))
+                                @if let Some(e) = n.ended_at { ", terminée le " (ctx.date(e)) }
+                            }
                             @match &n.approved {
-                                Some((at, by)) => {
-                                    h3 { (n.subject) }
-                                    p.muted { "Validé le " (ctx.date(*at)) " par " (by) " — " (n.recipients) " destinataires." }
-                                    pre { (n.body) }
-                                }
-                                None if can_approve => {
+                                _ if n.cancelled => p.muted { "Terminée avant validation : les directeurs n’ont pas été prévenus." },
+                                Some((at, by)) => p.muted { "Validé le " (ctx.date(*at)) " par " (by) " — " (n.recipients) " destinataires." },
+                                None if can_approve && n.ended_at.is_none() => {
                                     form method="post" action={"/incidents/avis/" (n.id) "/approuver"} {
                                         (csrf_field(ctx))
                                         p.firing { "À valider — préparé le " (ctx.date(n.created)) ", " (n.recipients) " destinataires." }
-                                        label for={"objet-" (n.id)} { "Objet" }
-                                        input id={"objet-" (n.id)} name="objet" value=(n.subject) required;
-                                        label for={"texte-" (n.id)} { "Texte" }
-                                        textarea id={"texte-" (n.id)} name="texte" rows="8" required { (n.body) }
+                                        label for={"fin-" (n.id)} { "Fin prévue (heure de Paris)" }
+                                        input id={"fin-" (n.id)} name="fin_prevue" type="datetime-local" value=(ctx.local_input(n.expected_end));
+                                        label for={"message-" (n.id)} { "Message ajouté pour les directeurs" }
+                                        textarea id={"message-" (n.id)} name="message" rows="4" { (n.message) }
                                         button type="submit" { "Valider et envoyer" }
                                     }
                                 }
-                                None => {
-                                    h3 { (n.subject) }
-                                    p.firing { "En attente de validation par le service informatique." }
-                                    pre { (n.body) }
-                                }
+                                None => p.firing { "En attente de validation par le service informatique." },
+                            }
+                            details {
+                                summary { "Courriel reçu par un directeur (exemple)" }
+                                pre { (n.body) }
                             }
                         }
                     },
@@ -810,29 +892,47 @@ pub(crate) fn requisitions(
             @if !configured { (not_configured("La recherche sur réquisition")) }
             form.search method="post" action="/requisitions/recherche" {
                 (csrf_field(ctx))
-                label for="reference" { "Référence de la réquisition (obligatoire)" }
-                input id="reference" name="reference" required minlength="3" value=(f.reference) placeholder="PV 2025/1234 — Parquet de …";
-                label for="debut" { "Début (heure de Paris)" }
-                input id="debut" name="debut" type="datetime-local" required value=(f.debut);
-                label for="fin" { "Fin (heure de Paris)" }
-                input id="fin" name="fin" type="datetime-local" required value=(f.fin);
-                label for="ip" { "Adresse IP" }
-                input id="ip" name="ip" value=(f.ip.as_deref().unwrap_or_default()) placeholder="203.0.113.9";
-                label for="compte" { "Compte" }
-                input id="compte" name="compte" value=(f.compte.as_deref().unwrap_or_default());
+                fieldset {
+                    legend { "La réquisition (obligatoire)" }
+                    label for="autorite" { "Autorité requérante" }
+                    input id="autorite" name="autorite" required value=(f.autorite) placeholder="Parquet de Lyon, OPJ …";
+                    label for="procedure" { "Numéro de procédure (PV)" }
+                    input id="procedure" name="procedure" required value=(f.procedure) placeholder="PV 2025/1234";
+                    label for="fondement" { "Fondement juridique" }
+                    input id="fondement" name="fondement" required list="fondements" value=(f.fondement) placeholder="art. 60-1 CPP";
+                    datalist id="fondements" { option value="art. 60-1 CPP" {} option value="art. 77-1-1 CPP" {} option value="art. 99-3 CPP" {} }
+                    label for="date_requisition" { "Date de la réquisition" }
+                    input id="date_requisition" name="date_requisition" type="date" required value=(f.date_requisition);
+                }
+                fieldset {
+                    legend { "La recherche : une adresse, un compte ou une école" }
+                    label for="debut" { "Début (heure de Paris)" }
+                    input id="debut" name="debut" type="datetime-local" required value=(f.debut);
+                    label for="fin" { "Fin (heure de Paris)" }
+                    input id="fin" name="fin" type="datetime-local" required value=(f.fin);
+                    label for="ip" { "Adresse IP ou plage" }
+                    input id="ip" name="ip" value=(f.ip.as_deref().unwrap_or_default()) placeholder="203.0.113.9 ou 203.0.113.0/24";
+                    label for="port" { "Port source (derrière un NAT)" }
+                    input id="port" name="port" inputmode="numeric" value=(f.port.as_deref().unwrap_or_default());
+                    label for="compte" { "Compte" }
+                    input id="compte" name="compte" value=(f.compte.as_deref().unwrap_or_default());
+                    label for="ecole" { "École (UAI)" }
+                    input id="ecole" name="ecole" value=(f.ecole.as_deref().unwrap_or_default()) placeholder="0691234A";
+                }
                 button type="submit" disabled[!configured] { "Rechercher" }
             }
             @match result {
                 None => {},
                 Some(Err(e)) => p.error role="alert" { (e) },
                 Some(Ok(r)) => section id="resultats" {
-                    h2 { (r.records.len()) " enregistrement" @if r.records.len() != 1 { "s" } @if r.truncated { " (affichage limité ; l’export contient tout)" } }
+                    h2 { (r.total) " enregistrement" @if r.total != 1 { "s" } @if r.truncated { " (les " (r.records.len()) " premiers affichés ; l’export contient tout)" } }
                     p { a.button href={"/requisitions/export/" (r.search_id)} download { "Télécharger l’export (avec empreinte d’intégrité)" } }
                     table {
-                        thead { tr { th { "Date" } th { "Adresse" } th.num { "Port" } th { "Compte" } th { "Nature" } } }
+                        thead { tr { th { "Date" } th { "Adresse" } th.num { "Port" } th { "Compte" } th { "École" } th { "Nature" } } }
                         tbody { @for rec in &r.records { tr {
                             td { (ctx.date(rec.timestamp)) } td { @if let Some(ip) = rec.source_ip { code { (ip) } } }
-                            td.num { @if let Some(p) = rec.source_port { (p) } } td { (rec.user.as_deref().unwrap_or("—")) } td { (rec.kind) }
+                            td.num { @if let Some(p) = rec.source_port { (p) } } td { (rec.user.as_deref().unwrap_or("—")) }
+                            td { (rec.school.as_deref().unwrap_or("—")) } td { (rec.kind) }
                         } } }
                     }
                 },
@@ -841,20 +941,34 @@ pub(crate) fn requisitions(
     )
 }
 
+/// An audit action, in French.
+fn action_fr(action: &str) -> &str {
+    match action {
+        "search" => "recherche",
+        "export" => "export",
+        "audit-read" => "lecture du journal",
+        "hold" => "gel des données",
+        "release" => "levée du gel",
+        other => other,
+    }
+}
+
 pub(crate) fn audit(ctx: &Ctx<'_>, entries: Option<&[AuditEntry]>) -> Markup {
     layout(
         ctx,
         "Journal d’audit",
         false,
         html! {
-            p { "Chaque recherche sur réquisition et chaque export, avec l’opérateur, la référence et la requête." }
+            p { "Chaque recherche sur réquisition, chaque export et chaque lecture de ce journal, avec l’opérateur, la référence et la requête. "
+                "Les entrées sont chaînées et signées : le journal est vérifié à chaque lecture." }
             @match entries {
                 None => (not_configured("Le journal d’audit des réquisitions")),
                 Some([]) => p { "Aucune recherche enregistrée." },
                 Some(list) => table {
-                    thead { tr { th { "Date" } th { "Opérateur" } th { "Référence" } th { "Requête" } th.num { "Résultats" } th { "Empreinte de l’export" } } }
+                    thead { tr { th.num { "N°" } th { "Date" } th { "Opérateur" } th { "Action" } th { "Référence" } th { "Requête" } th.num { "Résultats" } th { "Empreinte de l’export" } } }
                     tbody { @for e in list { tr {
-                        td { (ctx.date(e.at)) } td { (e.operator) } td { (e.reference) } td { code { (e.query) } } td.num { (e.results) }
+                        td.num { (e.seq) } td { (ctx.date(e.at)) } td { (e.operator) } td { (action_fr(&e.action)) } td { (e.reference) } td { code { (e.query) } }
+                        td.num { @if let Some(n) = e.results { (n) } @else { "—" } }
                         td { @if let Some(h) = &e.export_sha256 { code.hash { (h) } } @else { "—" } }
                     } } }
                 },

@@ -23,9 +23,19 @@ pub struct Panel {
     pub title: String,
     #[serde(default)]
     pub unit: String,
-    /// A series of the metric series store.
+    /// A series of the metric series store: `name` or `name{label="value",…}`.
     #[serde(default)]
     pub series: Option<String>,
+    /// How several matching series are folded into one line (`sum`, `min`, `max`).
+    #[serde(default)]
+    pub combine: crate::services::Combine,
+    /// Each value is multiplied by this (bytes to gigabytes, a ratio to a percentage).
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Draw a dashed linear forecast up to where the line would cross the threshold (at most
+    /// seven days ahead): the disk-full ETA.
+    #[serde(default)]
+    pub forecast: bool,
     /// A metric of Vigie's `/metrics`, shown as its current values.
     #[serde(default)]
     pub metric: Option<String>,
@@ -33,6 +43,51 @@ pub struct Panel {
     pub threshold: Option<f64>,
     #[serde(default)]
     pub threshold_label: Option<String>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// How far ahead a forecast may reach.
+const FORECAST_HORIZON: jiff::SignedDuration = jiff::SignedDuration::from_hours(24 * 7);
+
+/// The least-squares line through `points` continued from the last point until it reaches
+/// `threshold` (or the horizon if it never does within it); empty when there are fewer than
+/// three points, the line is flat, or it moves away from the threshold.
+pub(crate) fn linear_forecast(
+    points: &[(jiff::Timestamp, f64)],
+    threshold: Option<f64>,
+) -> Vec<(jiff::Timestamp, f64)> {
+    let (Some(first), Some(&(last_t, _))) = (points.first(), points.last()) else { return Vec::new() };
+    if points.len() < 3 {
+        return Vec::new();
+    }
+    // Seconds since the first point keep the sums well conditioned.
+    let xs: Vec<f64> = points.iter().map(|(t, _)| t.duration_since(first.0).as_secs_f64()).collect();
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (x, (_, y)) in xs.iter().zip(points) {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+    }
+    if sxx == 0.0 || !sxy.is_finite() {
+        return Vec::new();
+    }
+    let slope = sxy / sxx;
+    let at = |x: f64| my + slope * (x - mx);
+    let x_last = *xs.last().unwrap_or(&0.0);
+    let start = (last_t, at(x_last));
+    let horizon = FORECAST_HORIZON.as_secs_f64();
+    let reach = match threshold {
+        Some(t) if (t - start.1) * slope > 0.0 => ((t - start.1) / slope).min(horizon),
+        Some(_) => return Vec::new(),
+        None if slope != 0.0 => horizon,
+        None => return Vec::new(),
+    };
+    let Ok(end) = last_t.checked_add(jiff::SignedDuration::from_secs_f64(reach)) else { return Vec::new() };
+    vec![start, (end, at(x_last + reach))]
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -117,6 +172,26 @@ pub(crate) fn current_values(exp: &collector::Exposition, metric: &str) -> Vec<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filling_disk_is_forecast_to_the_threshold_and_a_flat_one_is_not() {
+        let t0: jiff::Timestamp = "2025-04-07T12:00:00Z".parse().unwrap();
+        let hour = |h: i64| t0.checked_add(jiff::SignedDuration::from_hours(h)).unwrap();
+        // 50 % then 1 point an hour: 100 % is 50 hours after the last point (hour 2).
+        let filling = [(hour(0), 50.0), (hour(1), 51.0), (hour(2), 52.0)];
+        let f = linear_forecast(&filling, Some(100.0));
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0], (hour(2), 52.0));
+        assert_eq!(f[1].0, hour(50));
+        assert!((f[1].1 - 100.0).abs() < 1e-9, "{f:?}");
+        // Too slow to reach the threshold within seven days: drawn to the horizon only.
+        let slow = [(hour(0), 10.0), (hour(1), 10.01), (hour(2), 10.02)];
+        assert_eq!(linear_forecast(&slow, Some(100.0))[1].0, hour(2 + 24 * 7));
+        // Flat, draining, or too short: nothing to forecast.
+        assert!(linear_forecast(&[(hour(0), 5.0), (hour(1), 5.0), (hour(2), 5.0)], Some(100.0)).is_empty());
+        assert!(linear_forecast(&[(hour(0), 60.0), (hour(1), 55.0), (hour(2), 50.0)], Some(100.0)).is_empty());
+        assert!(linear_forecast(&filling[..2], Some(100.0)).is_empty());
+    }
 
     #[test]
     fn built_in_panels_load_and_an_operator_file_adds_one() {

@@ -9,10 +9,17 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use jiff::civil::Date;
 
-/// A service's failure; the message goes to the log, never to the page.
+/// Why a service call did not succeed.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ServiceError(pub String);
+pub enum ServiceError {
+    /// The request cannot be done as asked (a window too wide, an expired link, a notice
+    /// already over): the French message is shown to the user, who can correct it.
+    #[error("{0}")]
+    Refused(String),
+    /// The service failed; the message goes to the log, never to the page.
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// What every service call returns.
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -34,11 +41,27 @@ pub struct IncidentView {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NoticeView {
     pub id: i64,
+    /// The service that is (or will be) down.
+    pub service: String,
+    /// `interruption` or `maintenance programmée`.
+    pub kind: String,
+    /// The subject one director receives (the first school's, as a sample).
     pub subject: String,
+    /// The text one director receives, as a sample.
     pub body: String,
+    /// The free text the IT service adds to the message (editable before approval).
+    pub message: String,
+    pub starts_at: Timestamp,
+    /// The expected end the directors are told (editable before approval).
+    pub expected_end: Timestamp,
+    /// When the outage ended (then the directors are told the service is back).
+    pub ended_at: Option<Timestamp>,
+    /// When this revision was prepared.
     pub created: Timestamp,
     /// `None` while it awaits approval.
     pub approved: Option<(Timestamp, String)>,
+    /// The outage ended before anybody approved: the directors were never told.
+    pub cancelled: bool,
     pub recipients: usize,
 }
 
@@ -48,19 +71,47 @@ pub trait IncidentService: Send + Sync + std::fmt::Debug {
     fn incidents(&self, now: Timestamp) -> ServiceResult<Vec<IncidentView>>;
     /// Outage notices, those awaiting approval first.
     fn notices(&self, now: Timestamp) -> ServiceResult<Vec<NoticeView>>;
-    /// Approves notice `id` with its (possibly edited) subject and body; it is then sent.
-    fn approve_notice(&self, id: i64, subject: &str, body: &str, approver: &str, now: Timestamp) -> ServiceResult<()>;
+    /// Approves notice `id` with its (possibly edited) expected end and added message; it is
+    /// then sent to every director. Returns how many emails were queued.
+    fn approve_notice(
+        &self,
+        id: i64,
+        expected_end: Option<Timestamp>,
+        message: &str,
+        approver: &str,
+        now: Timestamp,
+    ) -> ServiceResult<usize>;
+    /// Approves through the signed link of an approval email: `(notice id, emails queued)`.
+    fn approve_with_token(&self, token: &str, now: Timestamp) -> ServiceResult<(i64, usize)>;
 }
 
-/// A requisition search: the reference is mandatory and audited with the query.
+/// Whom a requisition is about: exactly one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum SearchTarget {
+    /// One client address, with its source port when the authority gives it (CG-NAT).
+    Ip(IpAddr, Option<u16>),
+    /// A CIDR range (`203.0.113.0/24`).
+    Network(String),
+    /// One account.
+    User(String),
+    /// One school (UAI).
+    School(String),
+}
+
+/// A requisition search: the requisition's identity is mandatory and audited with the query.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RequisitionQuery {
-    /// The authority's reference (PV number…), mandatory.
-    pub reference: String,
+    /// Who requires (`Parquet de Lyon`, `OPJ …, commissariat de …`).
+    pub authority: String,
+    /// The procedure (PV) number.
+    pub procedure_number: String,
+    /// The legal basis (`art. 60-1 CPP`).
+    pub legal_basis: String,
+    /// The requisition's date.
+    pub date: Date,
     pub from: Timestamp,
     pub to: Timestamp,
-    pub ip: Option<IpAddr>,
-    pub user: Option<String>,
+    pub target: SearchTarget,
 }
 
 /// One connection record found.
@@ -70,7 +121,10 @@ pub struct RequisitionRecord {
     pub source_ip: Option<IpAddr>,
     pub source_port: Option<u16>,
     pub user: Option<String>,
-    /// What the record is (`connexion web`, `pare-feu`…), never the content consulted.
+    /// The school the client belongs to (UAI).
+    pub school: Option<String>,
+    /// The nature of the operation (`connexion`, `publication`, `pare-feu:refus`…), never the
+    /// content consulted.
     pub kind: String,
 }
 
@@ -78,6 +132,8 @@ pub struct RequisitionRecord {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RequisitionResult {
     pub search_id: String,
+    /// How many records match in all.
+    pub total: u64,
     pub records: Vec<RequisitionRecord>,
     /// More records matched than are shown; the export has them all.
     pub truncated: bool,
@@ -86,11 +142,14 @@ pub struct RequisitionResult {
 /// One line of the audit log of legal searches.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AuditEntry {
+    pub seq: u64,
     pub at: Timestamp,
     pub operator: String,
+    /// `search`, `export`, `audit-read`, `hold`, `release`.
+    pub action: String,
     pub reference: String,
     pub query: String,
-    pub results: u64,
+    pub results: Option<u64>,
     pub export_sha256: Option<String>,
 }
 
@@ -108,8 +167,8 @@ pub trait RequisitionService: Send + Sync + std::fmt::Debug {
     fn search(&self, query: &RequisitionQuery, operator: &str, now: Timestamp) -> ServiceResult<RequisitionResult>;
     /// The export (records and integrity manifest) of an earlier search; audited too.
     fn export(&self, search_id: &str, operator: &str, now: Timestamp) -> ServiceResult<Export>;
-    /// The audit log, newest first.
-    fn audit(&self, limit: usize) -> ServiceResult<Vec<AuditEntry>>;
+    /// The audit log, newest first, after checking its chain; reading it is itself audited.
+    fn audit(&self, operator: &str, limit: usize) -> ServiceResult<Vec<AuditEntry>>;
 }
 
 /// One day's contractual window with the outages inside it.
@@ -152,10 +211,25 @@ pub struct Series {
     pub forecast: Vec<(Timestamp, f64)>,
 }
 
+/// How the series a selector matches are folded into one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Combine {
+    /// Added up at each instant (queues of every RabbitMQ vhost).
+    #[default]
+    Sum,
+    /// The lowest (the fullest file system's free space).
+    Min,
+    /// The highest.
+    Max,
+}
+
 /// The metric series store (issue 5).
 pub trait SeriesService: Send + Sync + std::fmt::Debug {
-    /// The series `name` (as named in a panel file) between `from` and `to`; `None` if unknown.
-    fn series(&self, name: &str, from: Timestamp, to: Timestamp) -> ServiceResult<Option<Series>>;
+    /// The series a panel's selector matches (`name` or `name{label="value",…}`) between
+    /// `from` and `to`, folded by `combine`; `None` when nothing matches.
+    fn series(&self, selector: &str, combine: Combine, from: Timestamp, to: Timestamp)
+    -> ServiceResult<Option<Series>>;
 }
 
 /// The services the binary wires in; each absent one shows as "non configuré".

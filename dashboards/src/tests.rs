@@ -341,7 +341,7 @@ async fn the_legal_role_logs_in_with_a_one_time_code() {
     assert!(a.body.contains("Code à usage unique"));
     let s = f.login(Role::Legal).await;
     let page = f.get("/requisitions", Some(&s)).await;
-    assert!(page.body.contains("Référence de la réquisition (obligatoire)"));
+    assert!(page.body.contains("Autorité requérante") && page.body.contains("Numéro de procédure (PV)"));
     assert!(page.body.contains("non configuré"), "no requisition service is wired: {}", page.body);
     // A legal session does not see the dashboards.
     assert_eq!(f.get("/", Some(&s)).await.status, StatusCode::FORBIDDEN);
@@ -445,7 +445,7 @@ async fn pages_show_what_the_stores_hold_in_french() {
         csv.body
     );
     let saturation = f.get("/saturation", Some(&s)).await.body;
-    assert!(saturation.contains("15 Mb/s") || saturation.contains("Bande passante"), "{saturation}");
+    assert!(saturation.contains("Débit mesuré vers l’ENT"), "{saturation}");
     assert!(saturation.contains("non configuré"), "no series store is wired: {saturation}");
     let health = f.get("/sante", Some(&s)).await.body;
     assert!(health.contains("Santé de Vigie") && health.contains("Files d’attente"), "{health}");
@@ -494,12 +494,16 @@ async fn the_openapi_document_lists_every_api_route() {
     assert_eq!(traffic["statistics"]["schools"][0]["pupil_logins"], 7);
 }
 
+/// An approval the pages sent: notice, expected end, added message, approver.
+type Approval = (i64, Option<Timestamp>, String, String);
+
 /// The service seams, as the binary will implement them over the other crates; here a
 /// recording implementation checks what the pages send and show.
 #[derive(Debug, Default)]
 struct Recorder {
-    approved: Mutex<Vec<(i64, String, String, String)>>,
+    approved: Mutex<Vec<Approval>>,
     searches: Mutex<Vec<(RequisitionQuery, String)>>,
+    series: Mutex<Vec<(String, Combine)>>,
 }
 
 impl IncidentService for Recorder {
@@ -516,16 +520,33 @@ impl IncidentService for Recorder {
     fn notices(&self, now: Timestamp) -> ServiceResult<Vec<NoticeView>> {
         Ok(vec![NoticeView {
             id: 7,
-            subject: "Interruption de l’ENT".into(),
+            service: "ENT".into(),
+            kind: "interruption".into(),
+            subject: "ENT indisponible — École Jean Moulin".into(),
             body: "Reprise prévue à 14 h 30.".into(),
+            message: String::new(),
+            starts_at: now,
+            expected_end: now.checked_add(SignedDuration::from_hours(2)).unwrap(),
+            ended_at: None,
             created: now,
             approved: None,
+            cancelled: false,
             recipients: 188,
         }])
     }
-    fn approve_notice(&self, id: i64, subject: &str, body: &str, approver: &str, _: Timestamp) -> ServiceResult<()> {
-        self.approved.lock().unwrap().push((id, subject.into(), body.into(), approver.into()));
-        Ok(())
+    fn approve_notice(
+        &self,
+        id: i64,
+        end: Option<Timestamp>,
+        message: &str,
+        approver: &str,
+        _: Timestamp,
+    ) -> ServiceResult<usize> {
+        self.approved.lock().unwrap().push((id, end, message.into(), approver.into()));
+        Ok(188)
+    }
+    fn approve_with_token(&self, token: &str, _: Timestamp) -> ServiceResult<(i64, usize)> {
+        if token == "good" { Ok((7, 188)) } else { Err(ServiceError::Refused("Ce lien a expiré.".into())) }
     }
 }
 
@@ -534,12 +555,17 @@ impl RequisitionService for Recorder {
         self.searches.lock().unwrap().push((query.clone(), operator.into()));
         Ok(RequisitionResult {
             search_id: "s1".into(),
+            total: 1,
             records: vec![RequisitionRecord {
                 timestamp: query.from,
-                source_ip: query.ip,
+                source_ip: match query.target {
+                    SearchTarget::Ip(ip, _) => Some(ip),
+                    _ => None,
+                },
                 source_port: Some(51234),
                 user: Some("lea.martin".into()),
-                kind: "connexion web".into(),
+                school: Some("0691234A".into()),
+                kind: "connexion".into(),
             }],
             truncated: false,
         })
@@ -551,20 +577,58 @@ impl RequisitionService for Recorder {
             bytes: b"a;b\n".to_vec(),
         })
     }
-    fn audit(&self, _: usize) -> ServiceResult<Vec<AuditEntry>> {
+    fn audit(&self, _: &str, _: usize) -> ServiceResult<Vec<AuditEntry>> {
         let searches = self.searches.lock().unwrap();
         Ok(searches
             .iter()
-            .map(|(q, op)| AuditEntry {
+            .enumerate()
+            .map(|(i, (q, op))| AuditEntry {
+                seq: i as u64 + 1,
                 at: q.from,
                 operator: op.clone(),
-                reference: q.reference.clone(),
-                query: format!("{:?}", q.ip),
-                results: 1,
+                action: "search".into(),
+                reference: format!("{} / {}", q.authority, q.procedure_number),
+                query: format!("{:?}", q.target),
+                results: Some(1),
                 export_sha256: None,
             })
             .collect())
     }
+}
+
+impl SeriesService for Recorder {
+    fn series(&self, selector: &str, combine: Combine, from: Timestamp, _: Timestamp) -> ServiceResult<Option<Series>> {
+        self.series.lock().unwrap().push((selector.to_owned(), combine));
+        if selector != "host_filesystem_avail_bytes" {
+            return Ok(None);
+        }
+        // 40 GB free, losing 1 GB an hour.
+        let points =
+            (0..6).map(|h| (from.checked_add(SignedDuration::from_hours(h)).unwrap(), (40 - h) as f64 * 1e9)).collect();
+        Ok(Some(Series { points, forecast: Vec::new() }))
+    }
+}
+
+#[tokio::test]
+async fn panels_read_the_series_scaled_with_a_forecast() {
+    let recorder = Arc::new(Recorder::default());
+    let f = fixture_with(ServerSettings::default(), Services { series: Some(recorder.clone()), ..Services::default() });
+    let s = f.login(Role::Viewer).await;
+    let api: serde_json::Value = serde_json::from_str(&f.get("/api/v1/saturation", Some(&s)).await.body).unwrap();
+    let disk =
+        api["panels"].as_array().unwrap().iter().find(|p| p["panel"]["id"] == "disk").expect("the disk panel").clone();
+    let asked = recorder.series.lock().unwrap().clone();
+    assert!(asked.contains(&("host_filesystem_avail_bytes".into(), Combine::Min)), "{asked:?}");
+    assert!(asked.contains(&(r#"apache_workers{state="busy"}"#.into(), Combine::Sum)), "{asked:?}");
+    let values: Vec<f64> =
+        disk["data"]["series"]["points"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()).collect();
+    assert_eq!(values.len(), 6, "{disk}");
+    assert!((values[0] - 40.0).abs() < 1e-9 && (values[5] - 35.0).abs() < 1e-9, "bytes shown in GB: {values:?}");
+    let page = f.get("/saturation", Some(&s)).await.body;
+    assert!(page.contains(r#"stroke-dasharray="4 4""#), "the disk-full forecast is drawn dashed: {page}");
+    // 35 GB left at 1 GB an hour: full 35 hours after the last point (now − 24 h + 5 h), so
+    // on 3 September at 02:00 UTC, 4 h 00 in Paris.
+    assert!(page.contains("disque plein vers le mercredi 3 septembre 2025, 4 h 00"), "{page}");
 }
 
 #[tokio::test]
@@ -572,7 +636,7 @@ async fn wired_services_approve_notices_and_search_requisitions() {
     let recorder = Arc::new(Recorder::default());
     let services =
         Services { incidents: Some(recorder.clone()), requisitions: Some(recorder.clone()), ..Services::default() };
-    let f = fixture_with(ServerSettings { searches_per_minute: 2, ..ServerSettings::default() }, services);
+    let f = fixture_with(ServerSettings { searches_per_minute: 4, ..ServerSettings::default() }, services);
     let viewer = f.login(Role::Viewer).await;
     let page = f.get("/incidents", Some(&viewer)).await.body;
     assert!(page.contains("ENT inaccessible") && page.contains("reste 1 j 6 h"), "{page}");
@@ -580,46 +644,61 @@ async fn wired_services_approve_notices_and_search_requisitions() {
     let approver = f.login(Role::Approver).await;
     let page = f.get("/incidents", Some(&approver)).await.body;
     assert!(page.contains("Valider et envoyer"), "{page}");
-    let form = format!("csrf={}&objet=Interruption+de+l%E2%80%99ENT&texte=Reprise+%C3%A0+15+h.", approver.csrf);
+    assert!(page.contains("2025-09-02T14:00"), "the expected end is prefilled in Paris time: {page}");
+    let form = format!("csrf={}&fin_prevue=2025-09-02T17%3A30&message=Reprise+%C3%A0+17+h+30.", approver.csrf);
     let a = f.send("POST", "/incidents/avis/7/approuver", Some(&approver.cookie), Some(&form), OUTSIDE).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
     assert_eq!(
         recorder.approved.lock().unwrap()[0],
-        (7, "Interruption de l’ENT".into(), "Reprise à 15 h.".into(), "u-approver".into())
+        (7, Some("2025-09-02T15:30:00Z".parse().unwrap()), "Reprise à 17 h 30.".into(), "u-approver".into())
     );
+    // The emailed link: opening it only asks for a click (mail scanners fetch links).
+    let page = f.get("/notices/approve?token=good", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("name=\"token\" value=\"good\""), "{}", page.body);
+    assert_eq!(recorder.approved.lock().unwrap().len(), 1, "a GET approves nothing");
+    let a = f.send("POST", "/notices/approve", None, Some("token=good"), OUTSIDE).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.body.contains("188 courriels partent"), "{}", a.body);
+    let a = f.send("POST", "/notices/approve", None, Some("token=forged"), OUTSIDE).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("Ce lien a expiré."), "the refusal is shown: {}", a.body);
 
     let legal = f.login(Role::Legal).await;
-    let search = |reference: &str, ip: &str| {
+    let search = |authority: &str, ip: &str, user: &str| {
         format!(
-            "csrf={}&reference={reference}&debut=2025-09-01T08%3A00&fin=2025-09-01T12%3A00&ip={ip}&compte=",
+            "csrf={}&autorite={authority}&procedure=PV+2025%2F77&fondement=art.+60-1+CPP&date_requisition=2025-09-03\
+             &debut=2025-09-01T08%3A00&fin=2025-09-01T12%3A00&ip={ip}&port=&compte={user}&ecole=",
             legal.csrf
         )
     };
-    let a =
-        f.send("POST", "/requisitions/recherche", Some(&legal.cookie), Some(&search("", "203.0.113.9")), OUTSIDE).await;
-    assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert!(a.body.contains("La référence de la réquisition est obligatoire"));
-    assert!(recorder.searches.lock().unwrap().is_empty(), "no search without a reference");
     let a = f
-        .send(
-            "POST",
-            "/requisitions/recherche",
-            Some(&legal.cookie),
-            Some(&search("PV+2025%2F77", "203.0.113.9")),
-            OUTSIDE,
-        )
+        .send("POST", "/requisitions/recherche", Some(&legal.cookie), Some(&search("", "203.0.113.9", "")), OUTSIDE)
         .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("L’autorité requérante, le numéro de procédure"), "{}", a.body);
+    let both = search("Parquet+de+Lyon", "203.0.113.9", "lea.martin");
+    let a = f.send("POST", "/requisitions/recherche", Some(&legal.cookie), Some(&both), OUTSIDE).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("une seule chose à la fois"), "{}", a.body);
+    assert!(recorder.searches.lock().unwrap().is_empty(), "no search without a valid form");
+    let good = search("Parquet+de+Lyon", "203.0.113.9", "");
+    let a = f.send("POST", "/requisitions/recherche", Some(&legal.cookie), Some(&good), OUTSIDE).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert!(a.body.contains("51234") && a.body.contains("/requisitions/export/s1"), "{}", a.body);
     let (q, operator) = recorder.searches.lock().unwrap()[0].clone();
-    assert_eq!((q.reference.as_str(), operator.as_str()), ("PV 2025/77", "u-legal"));
+    assert_eq!((q.authority.as_str(), q.procedure_number.as_str()), ("Parquet de Lyon", "PV 2025/77"));
+    assert_eq!(q.target, SearchTarget::Ip("203.0.113.9".parse().unwrap(), None));
+    assert_eq!(operator, "u-legal");
     assert_eq!(q.from, "2025-09-01T06:00:00Z".parse::<Timestamp>().unwrap(), "08:00 in Paris");
     let export = f.get("/requisitions/export/s1", Some(&legal)).await;
     assert_eq!(export.headers[header::CONTENT_DISPOSITION], "attachment; filename=\"requisition-s1.csv\"");
     let audit = f.get("/audit", Some(&legal)).await.body;
-    assert!(audit.contains("PV 2025/77"), "{audit}");
-    // The third search in a minute is refused (the limit is 2 here).
-    let a = f.send("POST", "/requisitions/recherche", Some(&legal.cookie), Some(&search("PV+1", "")), OUTSIDE).await;
+    assert!(audit.contains("Parquet de Lyon / PV 2025/77") && audit.contains("recherche"), "{audit}");
+    // The fifth search in a minute is refused (the limit is 4 here; refused forms count too).
+    let a = f.send("POST", "/requisitions/recherche", Some(&legal.cookie), Some(&good), OUTSIDE).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = f.send("POST", "/requisitions/recherche", Some(&legal.cookie), Some(&good), OUTSIDE).await;
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
 }
 
