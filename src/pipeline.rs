@@ -587,6 +587,56 @@ async fn write_blocklist(
 mod tests {
     use super::*;
 
+    /// The Grafana dashboard shipped for sites with Prometheus queries only metrics Vigie
+    /// exports, and takes rates of counters only.
+    #[test]
+    fn the_grafana_dashboard_queries_metrics_vigie_exports() {
+        let mut registry = Registry::default();
+        // Labelled families appear once a label set is used, as in a running Vigie.
+        let pipeline = PipelineMetrics::register(&mut registry);
+        pipeline.source_records("web", 1);
+        pipeline.parse_failure("web", "syntax");
+        pipeline.stage_in("archive", 1);
+        pipeline.stage_out("archive", 1);
+        pipeline.queue_depth("archive", 0);
+        pipeline.source_lag("web", 1);
+        retention::ArchiveMetrics::register(&mut registry);
+        alerting::AlertingMetrics::register(&mut registry);
+        crate::reload::ReloadMetrics::register(&mut registry);
+        bus::BusMetrics::register(&mut registry).lag("vigie-archivers", "vigie.events", 0);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let families: std::collections::HashMap<&str, &str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .collect();
+        let json: serde_json::Value =
+            serde_json::from_str(include_str!("../dashboards/grafana/vigie.json")).expect("valid JSON");
+        let mut checked = 0;
+        for panel in json["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for (at, _) in expr.match_indices("vigie_") {
+                    let name: String =
+                        expr[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                    let (family, counter) = match name.strip_suffix("_total") {
+                        Some(f) => (f, true),
+                        None => (name.as_str(), false),
+                    };
+                    let kind = families.get(family).unwrap_or_else(|| panic!("{name} is not exported ({expr}):\n{text}"));
+                    assert_eq!(counter, *kind == "counter", "{name} is a {kind} ({expr})");
+                    let before = &expr[..at];
+                    if before.ends_with("rate(") || before.ends_with("increase(") {
+                        assert_eq!(*kind, "counter", "rate of a {kind}: {expr}");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 12, "{checked} queries checked");
+    }
+
     fn change(probe: &str, c: analyzer::OutageChange) -> series::ProbeOutageChange {
         series::ProbeOutageChange { probe: probe.into(), change: c }
     }

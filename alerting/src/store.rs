@@ -147,6 +147,8 @@ pub struct Alert {
     pub last_evidence: String,
     pub source_ip: Option<IpAddr>,
     pub user_name: Option<String>,
+    /// Who acknowledged it (its reminders stopped), and when.
+    pub acknowledged: Option<(String, Timestamp)>,
 }
 
 /// Which alerts [`AlertStore::alerts`] returns.
@@ -202,7 +204,7 @@ pub struct AlertStore {
 
 const ALERT_COLUMNS: &str = "id, rule, key, title, description, severity, cctp_class, mitre, \
                              state, first_seen, last_seen, resolved_at, count, last_evidence, \
-                             source_ip, user_name";
+                             source_ip, user_name, acknowledged_by, acknowledged_at";
 
 /// SQL condition true when an active silence matches the alert row `a` at `?now`.
 const SILENCED: &str = "EXISTS (SELECT 1 FROM silence s WHERE s.until > :now AND s.starts_at <= :now
@@ -231,6 +233,10 @@ fn alert_from_row(r: &rusqlite::Row<'_>) -> Result<Alert, AlertError> {
         last_evidence: r.get(13)?,
         source_ip,
         user_name: r.get(15)?,
+        acknowledged: match (r.get::<_, Option<String>>(16)?, r.get::<_, Option<i64>>(17)?) {
+            (Some(by), Some(at)) => Some((by, from_ms(at)?)),
+            _ => None,
+        },
     })
 }
 

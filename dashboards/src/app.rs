@@ -248,6 +248,7 @@ fn handler(spec: &RouteSpec) -> MethodRouter<AppState> {
         ("GET", "/readyz") => get(readyz),
         ("GET", "/metrics") => get(metrics),
         ("GET", "/api/v1/blocklist") => get(blocklist),
+        ("POST", "/alertes/{id}/prise-en-compte") => post(acknowledge),
         ("GET", "/notices/approve") => get(approve_link),
         ("POST", "/notices/approve") => post(approve_link_submit),
         ("GET", "/alerts/ack") => get(ack_link),
@@ -675,6 +676,17 @@ async fn approve_notice(
     let queued = state.call(move || svc.approve_notice(id, expected_end, &message, &user, now)).await?;
     tracing::info!(notice = id, user = %session.user.name, queued, "outage notice approved");
     Ok(Redirect::to("/incidents#avis").into_response())
+}
+
+async fn acknowledge(
+    State(state): State<AppState>,
+    session: CurrentSession,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let (now, user) = (state.now(), session.user.name.clone());
+    let fresh = state.with_alerts(move |s| s.acknowledge(id, &user, now)).await?;
+    tracing::info!(alert = id, user = %session.user.name, fresh, "alert acknowledged from the dashboard");
+    Ok(Redirect::to("/incidents").into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -58,6 +58,12 @@ impl Ctx<'_> {
         alerting::format_date_fr(t, self.tz)
     }
 
+    /// To the second, for requisition records (`07/04/2025 14:30:05`): an authority matches a
+    /// connection by its second and port.
+    fn precise(&self, t: Timestamp) -> String {
+        t.to_zoned_datetime(self.tz.clone()).strftime("%d/%m/%Y %H:%M:%S").to_string()
+    }
+
     /// The value of a `datetime-local` field for `t`, in the page's zone (`2025-04-07T14:30`).
     fn local_input(&self, t: Timestamp) -> String {
         t.to_zoned_datetime(self.tz.clone()).strftime("%Y-%m-%dT%H:%M").to_string()
@@ -245,19 +251,22 @@ pub(crate) fn alert_json(a: &alerting::Alert) -> serde_json::Value {
         "state": if a.state == alerting::AlertState::Firing { "firing" } else { "resolved" },
         "severity": severity_fr(a.severity), "first_seen": a.first_seen, "last_seen": a.last_seen,
         "count": a.count, "cctp_class": a.cctp_class.label(), "source_ip": a.source_ip,
+        "acknowledged_by": a.acknowledged.as_ref().map(|(by, _)| by),
+        "acknowledged_at": a.acknowledged.as_ref().map(|(_, at)| at),
     })
 }
 
 fn alerts_table(ctx: &Ctx<'_>, alerts: &[alerting::Alert]) -> Markup {
+    let can_ack = matches!(ctx.session.user.role, crate::users::Role::OnCall | crate::users::Role::Admin);
     html! {
         @if alerts.is_empty() {
             p { "Aucune alerte." }
         } @else {
             table {
-                thead { tr { th { "État" } th { "Gravité" } th { "Alerte" } th { "Concerne" } th { "Depuis" } th.num { "Nombre" } th { "Classe CCTP" } } }
+                thead { tr { th { "État" } th { "Gravité" } th { "Alerte" } th { "Concerne" } th { "Depuis" } th.num { "Nombre" } th { "Classe CCTP" } th { "Prise en compte" } } }
                 tbody {
                     @for a in alerts {
-                        tr {
+                        tr id={"alerte-" (a.id)} {
                             @match a.state {
                                 alerting::AlertState::Firing => td.firing { "en cours" },
                                 alerting::AlertState::Resolved => td.resolved { "résolue" },
@@ -268,6 +277,15 @@ fn alerts_table(ctx: &Ctx<'_>, alerts: &[alerting::Alert]) -> Markup {
                             td { (ctx.date(a.first_seen)) }
                             td.num { (a.count) }
                             td { (a.cctp_class.label()) }
+                            td {
+                                @if let Some((by, at)) = &a.acknowledged {
+                                    (by) br; small.muted { (ctx.date(*at)) }
+                                } @else if a.state == alerting::AlertState::Firing && can_ack {
+                                    form method="post" action={"/alertes/" (a.id) "/prise-en-compte"} {
+                                        (csrf_field(ctx)) button type="submit" { "Je m’en occupe" }
+                                    }
+                                } @else { "—" }
+                            }
                         }
                     }
                 }
@@ -930,7 +948,7 @@ pub(crate) fn requisitions(
                     table {
                         thead { tr { th { "Date" } th { "Adresse" } th.num { "Port" } th { "Compte" } th { "École" } th { "Nature" } } }
                         tbody { @for rec in &r.records { tr {
-                            td { (ctx.date(rec.timestamp)) } td { @if let Some(ip) = rec.source_ip { code { (ip) } } }
+                            td { (ctx.precise(rec.timestamp)) } td { @if let Some(ip) = rec.source_ip { code { (ip) } } }
                             td.num { @if let Some(p) = rec.source_port { (p) } } td { (rec.user.as_deref().unwrap_or("—")) }
                             td { (rec.school.as_deref().unwrap_or("—")) } td { (rec.kind) }
                         } } }

@@ -120,6 +120,7 @@ pub const ROUTES: &[RouteSpec] = &[
     page("/incidents", DASH, "Incidents et avis", "Incidents, outage notices to approve, alert history, silences"),
     route("GET", "/api/v1/incidents", Access::Roles(DASH), Kind::Api, "Incidents, notices, alerts and silences"),
     route("POST", "/incidents/avis/{id}/approuver", Access::Roles(APPROVE), Kind::Form, "Approve an outage notice"),
+    route("POST", "/alertes/{id}/prise-en-compte", Access::Roles(ON_CALL), Kind::Form, "Acknowledge an alert"),
     route("POST", "/alertes/silences", Access::Roles(ON_CALL), Kind::Form, "Silence alerts of a rule or key"),
     route("POST", "/alertes/silences/{id}/lever", Access::Roles(ON_CALL), Kind::Form, "End a silence now"),
     hidden(page("/requisitions", LEGAL, "Réquisitions", "Requisition search form")),

@@ -282,6 +282,8 @@ async fn every_form_needs_the_sessions_csrf_token() {
     let forms: Vec<_> = ROUTES.iter().filter(|r| r.method == "POST" && r.access != Access::Public).collect();
     assert!(forms.len() >= 5);
     for spec in forms {
+        // Two logins per form: a minute apart, the login rate limit stays out of the way.
+        f.advance(SignedDuration::from_mins(1));
         let role = spec.access.roles()[0];
         let s = f.login(role).await;
         let path = concrete(spec.path);
@@ -469,6 +471,21 @@ async fn pages_show_what_the_stores_hold_in_french() {
     assert_eq!(lift.status, StatusCode::SEE_OTHER);
     let api: serde_json::Value = serde_json::from_str(&f.get("/api/v1/incidents", Some(&s)).await.body).unwrap();
     assert_eq!(api["silences"].as_array().unwrap().len(), 0);
+    // On-call takes a firing alert: its reminders stop and the page says who.
+    let firing = api["alerts"].as_array().unwrap().iter().find(|a| a["state"] == "firing").expect("a firing alert");
+    let id = firing["id"].as_i64().unwrap();
+    assert!(page.contains(&format!("/alertes/{id}/prise-en-compte")), "{page}");
+    let path = format!("/alertes/{id}/prise-en-compte");
+    let take = f.send("POST", &path, Some(&s.cookie), Some(&format!("csrf={}", s.csrf)), OUTSIDE).await;
+    assert_eq!(take.status, StatusCode::SEE_OTHER, "{}", take.body);
+    let api: serde_json::Value = serde_json::from_str(&f.get("/api/v1/incidents", Some(&s)).await.body).unwrap();
+    let taken = api["alerts"].as_array().unwrap().iter().find(|a| a["id"] == id).unwrap().clone();
+    assert_eq!(taken["acknowledged_by"], "u-on-call", "{taken}");
+    let page = f.get("/incidents", Some(&s)).await.body;
+    assert!(!page.contains(&path), "no button once taken: {page}");
+    // A viewer sees no button.
+    let viewer = f.login(Role::Viewer).await;
+    assert!(!f.get("/incidents", Some(&viewer)).await.body.contains("Je m’en occupe"));
     // The block list follows the analyzer's.
     f.blocklist.lock().unwrap().add(&detection("web.traversal", "198.51.100.66", 2, *f.clock.lock().unwrap()));
     assert!(f.get("/securite", Some(&s)).await.body.contains("198.51.100.66"));
