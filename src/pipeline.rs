@@ -606,11 +606,8 @@ mod tests {
         bus::BusMetrics::register(&mut registry).lag("vigie-archivers", "vigie.events", 0);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        let families: std::collections::HashMap<&str, &str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("# TYPE "))
-            .filter_map(|l| l.split_once(' '))
-            .collect();
+        let families: std::collections::HashMap<&str, &str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split_once(' ')).collect();
         let json: serde_json::Value =
             serde_json::from_str(include_str!("../dashboards/grafana/vigie.json")).expect("valid JSON");
         let mut checked = 0;
@@ -624,7 +621,8 @@ mod tests {
                         Some(f) => (f, true),
                         None => (name.as_str(), false),
                     };
-                    let kind = families.get(family).unwrap_or_else(|| panic!("{name} is not exported ({expr}):\n{text}"));
+                    let kind =
+                        families.get(family).unwrap_or_else(|| panic!("{name} is not exported ({expr}):\n{text}"));
                     assert_eq!(counter, *kind == "counter", "{name} is a {kind} ({expr})");
                     let before = &expr[..at];
                     if before.ends_with("rate(") || before.ends_with("increase(") {
