@@ -111,21 +111,24 @@ pub(crate) fn compose(alert: &Alert, kind: Notification, policy: &AlertPolicy, n
         body.push_str(&format!("  {line}\n"));
     }
     body.push_str(&format!("\nRègle : {}\nIdentifiant de l'alerte : {}\n", alert.rule, alert.id));
-    if let (Notification::Firing | Notification::Reminder(_), Some(links)) = (kind, &policy.ack) {
-        let expires = now
-            .checked_add(jiff::SignedDuration::try_from(links.valid_for).unwrap_or(jiff::SignedDuration::MAX))
-            .unwrap_or(Timestamp::MAX);
-        let token = links.key.sign(&crate::token::Claims {
-            action: "ack".into(),
-            subject: alert.id,
-            revision: 0,
-            who: policy.on_call.join(", "),
-            expires,
-        });
-        body.push_str(&format!(
-            "\nPrendre en compte (arrête les rappels, enregistre qui s'en occupe) :\n{}/alerts/ack?token={token}\n",
-            links.base_url.trim_end_matches('/')
-        ));
+    let ack_url = match (kind, &policy.ack) {
+        (Notification::Firing | Notification::Reminder(_), Some(links)) => {
+            let expires = now
+                .checked_add(jiff::SignedDuration::try_from(links.valid_for).unwrap_or(jiff::SignedDuration::MAX))
+                .unwrap_or(Timestamp::MAX);
+            let token = links.key.sign(&crate::token::Claims {
+                action: "ack".into(),
+                subject: alert.id,
+                revision: 0,
+                who: policy.on_call.join(", "),
+                expires,
+            });
+            Some(format!("{}/alerts/ack?token={token}", links.base_url.trim_end_matches('/')))
+        }
+        _ => None,
+    };
+    if let Some(url) = &ack_url {
+        body.push_str(&format!("\nPrendre en compte (arrête les rappels, enregistre qui s'en occupe) :\n{url}\n"));
     }
     body.push_str("\n-- \nVigie, supervision de l'ENT\n");
 
@@ -136,11 +139,61 @@ pub(crate) fn compose(alert: &Alert, kind: Notification, policy: &AlertPolicy, n
         alert_id: Some(alert.id),
         from: policy.from.clone(),
         to: policy.on_call.clone(),
+        html: alert_html(alert, kind, &subject, &headline, ack_url.as_deref(), tz),
         subject,
         body,
-        html: None,
         notice_id: None,
         school: None,
+    }
+}
+
+/// The alert email's HTML part, laid out like its text part; `None` (text only) if the
+/// template fails, which its tests rule out.
+fn alert_html(
+    alert: &Alert,
+    kind: Notification,
+    subject: &str,
+    headline: &str,
+    ack_url: Option<&str>,
+    tz: &jiff::tz::TimeZone,
+) -> Option<String> {
+    static ENV: std::sync::LazyLock<minijinja::Environment<'static>> =
+        std::sync::LazyLock::new(|| crate::templates::environment_with("alert.html", crate::templates::ALERT_HTML));
+    let ctx = minijinja::context! {
+        subject => subject,
+        headline => headline,
+        colour => match (kind, alert.severity) {
+            (Notification::Resolved, _) => "#00734d",
+            (_, analyzer::Severity::Critical) => "#b3261e",
+            (_, analyzer::Severity::Warning) => "#8a5300",
+            _ => "#444444",
+        },
+        title => &alert.title,
+        description => &alert.description,
+        key => &alert.key,
+        source_ip => alert.source_ip.map(|ip| ip.to_string()),
+        user => &alert.user_name,
+        first_seen => format_date_fr(alert.first_seen, tz),
+        last_seen => format_date_fr(alert.last_seen, tz),
+        resolved => match kind {
+            Notification::Resolved => alert.resolved_at.map(|t| format_date_fr(t, tz)),
+            _ => None,
+        },
+        count => alert.count,
+        severity => severity_fr(alert.severity),
+        cctp => alert.cctp_class.terms(),
+        mitre => &alert.mitre,
+        evidence => &alert.last_evidence,
+        rule => &alert.rule,
+        id => alert.id,
+        ack_url => ack_url,
+    };
+    match crate::templates::render(&ENV, "alert.html", ctx) {
+        Ok(html) => Some(html),
+        Err(e) => {
+            tracing::error!(error = %e, "the alert email goes out as text only");
+            None
+        }
     }
 }
 
@@ -153,6 +206,41 @@ mod tests {
         assert_eq!(sender_domain("vigie@ville.fr"), "ville.fr");
         assert_eq!(sender_domain("Vigie ENT <alertes@ent.ville.fr>"), "ent.ville.fr");
         assert_eq!(sender_domain("nobody"), "vigie.invalid");
+    }
+
+    #[test]
+    fn the_html_part_escapes_what_attackers_wrote() {
+        let mut policy = crate::store::tests::policy();
+        policy.ack = None;
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let alert = Alert {
+            id: 7,
+            rule: "web.xss".into(),
+            key: "source.ip=203.0.113.9".into(),
+            title: "Injection de script".into(),
+            description: String::new(),
+            severity: analyzer::Severity::Warning,
+            cctp_class: analyzer::CctpClass::SecuriteMineure,
+            mitre: None,
+            state: crate::AlertState::Resolved,
+            first_seen: t("2025-04-07T12:00:00Z"),
+            last_seen: t("2025-04-07T12:30:00Z"),
+            resolved_at: Some(t("2025-04-07T12:40:00Z")),
+            count: 3,
+            last_evidence: "GET /?q=<script>alert(1)</script>".into(),
+            source_ip: Some("203.0.113.9".parse().unwrap()),
+            user_name: None,
+            acknowledged: None,
+        };
+        let email = compose(&alert, Notification::Resolved, &policy, t("2025-04-07T12:40:00Z"));
+        let html = email.html.expect("an HTML part");
+        assert!(html.contains("&lt;script&gt;alert(1)") && !html.contains("<script>"), "{html}");
+        assert!(
+            html.contains("L'alerte n° 7 est résolue") || html.contains("L&#x27;alerte n° 7 est résolue"),
+            "{html}"
+        );
+        assert!(html.contains("lundi 7 avril 2025, 14 h 40"), "resolved, Paris time: {html}");
+        assert!(!html.contains("Prendre en compte"), "no link on a resolved alert: {html}");
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl Drop for SmtpServer {
     }
 }
 
-/// Subject, Message-ID, In-Reply-To and decoded body of a stored message, read by Python's own
+/// Subject, Message-ID, In-Reply-To and decoded plain-text part of a stored message, read by Python's own
 /// email parser: an independent check that the MIME encoding is right.
 fn decode(path: &Path) -> String {
     let script = "import email, email.policy, sys\n\
@@ -111,7 +111,7 @@ fn decode(path: &Path) -> String {
                   print('Message-ID:', m['message-id'])\n\
                   print('In-Reply-To:', m['in-reply-to'])\n\
                   print('To:', m['to'])\n\
-                  print(m.get_content())";
+                  print(m.get_body(preferencelist=('plain',)).get_content())";
     let out = Command::new(python()).args(["-c", script]).arg(path).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()

@@ -1028,6 +1028,12 @@ pub(crate) mod tests {
         let firing_email = queued(&f.outbox).remove(0).email;
         let line = firing_email.body.lines().find(|l| l.contains("/alerts/ack?token=")).expect("an ack link");
         assert!(line.starts_with("https://vigie.ent.ville.test/alerts/ack?token="), "{line}");
+        // The HTML part says the same, with the link as a button.
+        let html = firing_email.html.as_deref().expect("an HTML part");
+        // minijinja escapes '/' in attributes (&#x2f;), which browsers decode.
+        assert!(html.replace("&#x2f;", "/").contains(&format!("href=\"{line}\"")), "{html}");
+        assert!(html.contains("Nouvelle alerte CRITIQUE n°") && html.contains("<code>203.0.113.9</code>"), "{html}");
+        assert!(html.contains("41 échecs de connexion en 5 min") && html.contains("T1110"), "{html}");
         let token = line.split("token=").nth(1).unwrap();
         // A forged token does nothing.
         assert!(f.store.acknowledge_with_token("00.00", None, start).is_err());

@@ -132,6 +132,40 @@ Cette interruption tombe dans une maintenance programmée (avis n° {{ maintenan
 Vigie, supervision de l'ENT — avis n° {{ id }}
 "#;
 
+/// An alert to on-call (firing, reminder, resolved): the text part's content, laid out.
+pub(crate) const ALERT_HTML: &str = r#"<!DOCTYPE html>
+<html lang="fr"><head><meta charset="utf-8"><title>{{ subject }}</title></head>
+<body style="font-family: sans-serif; line-height: 1.5; max-width: 720px">
+<h1 style="font-size: 1.2em; color: {{ colour }}">{{ headline }}</h1>
+<h2 style="font-size: 1em">Quoi</h2>
+<p><strong>{{ title }}</strong>{% if description %}<br>{{ description }}{% endif %}</p>
+<h2 style="font-size: 1em">Où</h2>
+<table>
+<tr><th align="left">Regroupement</th><td><code>{{ key }}</code></td></tr>
+{% if source_ip %}<tr><th align="left">Adresse IP source</th><td><code>{{ source_ip }}</code></td></tr>{% endif %}
+{% if user %}<tr><th align="left">Compte</th><td>{{ user }}</td></tr>{% endif %}
+</table>
+<h2 style="font-size: 1em">Depuis quand</h2>
+<table>
+<tr><th align="left">Première détection</th><td>{{ first_seen }} (heure de Paris)</td></tr>
+<tr><th align="left">Dernière détection</th><td>{{ last_seen }}</td></tr>
+{% if resolved %}<tr><th align="left">Résolue</th><td>{{ resolved }}</td></tr>{% endif %}
+<tr><th align="left">Nombre de détections</th><td>{{ count }}</td></tr>
+</table>
+<h2 style="font-size: 1em">Classement</h2>
+<table>
+<tr><th align="left">Gravité</th><td>{{ severity }}</td></tr>
+<tr><th align="left">Classe d'incident (CCTP)</th><td>{{ cctp }}</td></tr>
+{% if mitre %}<tr><th align="left">MITRE ATT&amp;CK</th><td>{{ mitre }}</td></tr>{% endif %}
+</table>
+<h2 style="font-size: 1em">Preuve (dernière détection)</h2>
+<pre style="white-space: pre-wrap; background: #f6f6f6; padding: 8px">{{ evidence }}</pre>
+{% if ack_url %}<p><a href="{{ ack_url }}" style="display: inline-block; background: #000091; color: #ffffff; padding: 8px 16px; text-decoration: none">Prendre en compte</a><br>
+<small>Arrête les rappels et enregistre qui s'en occupe.</small></p>{% endif %}
+<p style="color: #6b6b6b">Règle {{ rule }} — alerte n° {{ id }}<br>Vigie, supervision de l'ENT</p>
+</body></html>
+"#;
+
 /// The template set.
 pub(crate) fn environment() -> Environment<'static> {
     let mut env = Environment::new();
