@@ -43,7 +43,7 @@ impl AlertingMetrics {
         registry.register("vigie_notifications_queued", "Emails waiting in the outbox for delivery", m.queued.clone());
         // Both kinds exist from the start at 0, so that a rate over them is 0, not "no data".
         for kind in ["permanent", "retryable"] {
-            m.failed.get_or_create(&vec![("kind", kind)]);
+            m.failed.get_or_create(&vec![("kind", kind)]).inc_by(0);
         }
         m
     }
