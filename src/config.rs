@@ -388,6 +388,27 @@ pub(crate) struct AlertingConfig {
     /// the source rule fires, the targets' alerts are recorded but not emailed.
     #[serde(default)]
     pub(crate) inhibit: Vec<InhibitConfig>,
+    /// `[[alerting.route]] severity = "critical"`, `rules = ["web.", "auth."]`,
+    /// `to = ["rssi@ville.fr"]`: more recipients for some alerts (on-call gets them all).
+    #[serde(default)]
+    pub(crate) route: Vec<RouteConfig>,
+}
+
+/// Extra recipients for the alerts of at least `severity` whose rule starts with one of `rules`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouteConfig {
+    /// `info`, `warning` or `critical`: the lowest severity the route takes.
+    #[serde(default = "default_route_severity")]
+    pub(crate) severity: Spanned<String>,
+    /// Rule-id prefixes (`web.`, `mariadb.`); empty: every rule.
+    #[serde(default)]
+    pub(crate) rules: Vec<String>,
+    pub(crate) to: Spanned<Vec<String>>,
+}
+
+fn default_route_severity() -> Spanned<String> {
+    Spanned::new(0..0, "info".into())
 }
 
 /// Outage notices (CCTP 4.2.1): approval, escalation, rate.
@@ -892,6 +913,31 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         }
     }
 
+    let routes = raw
+        .alerting
+        .route
+        .iter()
+        .map(|r| {
+            let min_severity = match r.severity.get_ref().as_str() {
+                "info" => analyzer::Severity::Info,
+                "warning" => analyzer::Severity::Warning,
+                "critical" => analyzer::Severity::Critical,
+                other => {
+                    at(
+                        r.severity.span(),
+                        "alerting.route.severity",
+                        format!("unknown severity {other:?}"),
+                        "write severity = \"info\", \"warning\" or \"critical\" (the lowest the route takes)",
+                    );
+                    analyzer::Severity::Info
+                }
+            };
+            if r.to.get_ref().is_empty() {
+                at(r.to.span(), "alerting.route.to", "the route sends to nobody".into(), "to = [\"rssi@ville.fr\"]");
+            }
+            alerting::Route { min_severity, rule_prefixes: r.rules.clone(), to: r.to.get_ref().clone() }
+        })
+        .collect();
     let policy = alerting::AlertPolicy {
         resolve_after,
         repeat_every,
@@ -906,6 +952,7 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
             .iter()
             .map(|i| alerting::Inhibition { source_rule: i.source.clone(), target_rules: i.targets.clone() })
             .collect(),
+        routes,
     };
     let ack_valid_for = duration(&raw.alerting.ack_valid_for, "alerting.ack_valid_for", &mut at);
     let n = &raw.alerting.notices;
@@ -1236,6 +1283,26 @@ mod tests {
         assert!(p[0].message.contains("on_call"), "{}", p[0].message);
         assert_eq!(config.keep_days, 365);
         assert_eq!(config.time_zone.iana_name(), Some("Europe/Paris"));
+    }
+
+    #[test]
+    fn routes_add_recipients_and_bad_ones_name_their_line() {
+        let text = "[alerting]\non_call = [\"astreinte@ville.fr\"]\n\n[[alerting.route]]\nseverity = \"critical\"\n\
+                    rules = [\"web.\"]\nto = [\"rssi@ville.fr\"]\n";
+        let config = parse(Path::new("/etc/vigie.toml"), text).unwrap();
+        assert_eq!(
+            config.policy.routes,
+            [alerting::Route {
+                min_severity: analyzer::Severity::Critical,
+                rule_prefixes: vec!["web.".into()],
+                to: vec!["rssi@ville.fr".into()]
+            }]
+        );
+        let bad = text.replace("\"critical\"", "\"urgent\"");
+        let p = problems(&bad);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert_eq!((p[0].line, p[0].key.as_str()), (5, "alerting.route.severity"));
+        assert!(p[0].hint.contains("\"critical\""), "{}", p[0].hint);
     }
 
     #[test]

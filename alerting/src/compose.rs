@@ -138,7 +138,7 @@ pub(crate) fn compose(alert: &Alert, kind: Notification, policy: &AlertPolicy, n
         in_reply_to: (kind != Notification::Firing).then_some(first),
         alert_id: Some(alert.id),
         from: policy.from.clone(),
-        to: policy.on_call.clone(),
+        to: policy.recipients(alert),
         html: alert_html(alert, kind, &subject, &headline, ack_url.as_deref(), tz),
         subject,
         body,
@@ -241,6 +241,56 @@ mod tests {
         );
         assert!(html.contains("lundi 7 avril 2025, 14 h 40"), "resolved, Paris time: {html}");
         assert!(!html.contains("Prendre en compte"), "no link on a resolved alert: {html}");
+    }
+
+    #[test]
+    fn routes_add_recipients_by_severity_and_rule() {
+        let mut policy = crate::store::tests::policy();
+        policy.routes = vec![
+            crate::Route {
+                min_severity: analyzer::Severity::Critical,
+                rule_prefixes: vec!["web.".into(), "auth.".into()],
+                to: vec!["rssi@ville.test".into()],
+            },
+            crate::Route {
+                min_severity: analyzer::Severity::Warning,
+                rule_prefixes: vec![],
+                to: vec!["exploitation@ville.test".into(), "astreinte@ent.ville.test".into()],
+            },
+        ];
+        policy.validate().unwrap();
+        let t: Timestamp = "2025-04-07T12:00:00Z".parse().unwrap();
+        let alert = |rule: &str, severity| Alert {
+            id: 1,
+            rule: rule.into(),
+            key: "k".into(),
+            title: "t".into(),
+            description: String::new(),
+            severity,
+            cctp_class: analyzer::CctpClass::SecuriteMineure,
+            mitre: None,
+            state: crate::AlertState::Firing,
+            first_seen: t,
+            last_seen: t,
+            resolved_at: None,
+            count: 1,
+            last_evidence: String::new(),
+            source_ip: None,
+            user_name: None,
+            acknowledged: None,
+        };
+        let to = |rule, severity| compose(&alert(rule, severity), Notification::Firing, &policy, t).to;
+        use analyzer::Severity::{Critical, Info, Warning};
+        assert_eq!(
+            to("web.sqli", Critical),
+            ["astreinte@ent.ville.test", "rssi@ville.test", "exploitation@ville.test"],
+            "each address once"
+        );
+        assert_eq!(to("web.sqli", Warning), ["astreinte@ent.ville.test", "exploitation@ville.test"]);
+        assert_eq!(to("ent.unavailable", Critical), ["astreinte@ent.ville.test", "exploitation@ville.test"]);
+        assert_eq!(to("web.scanner", Info), ["astreinte@ent.ville.test"], "on-call gets every alert");
+        policy.routes[0].to.clear();
+        assert!(policy.validate().unwrap_err().to_string().contains("route 1 sends to nobody"));
     }
 
     #[test]

@@ -41,6 +41,41 @@ pub struct AlertPolicy {
     pub ack: Option<AckLinks>,
     /// Alerts that mute others while they fire ("ENT down" explains "ENT server errors").
     pub inhibit: Vec<Inhibition>,
+    /// Who else hears of which alerts, by severity and rule (the security officer gets the
+    /// critical security alerts, the DBA the MariaDB ones…). On-call gets every alert anyway.
+    pub routes: Vec<Route>,
+}
+
+/// Extra recipients for the alerts of at least `min_severity` whose rule starts with one of
+/// `rule_prefixes` (every rule when empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub min_severity: Severity,
+    pub rule_prefixes: Vec<String>,
+    pub to: Vec<String>,
+}
+
+impl Route {
+    /// Whether this route takes `alert`.
+    pub fn takes(&self, alert: &Alert) -> bool {
+        alert.severity >= self.min_severity
+            && (self.rule_prefixes.is_empty() || self.rule_prefixes.iter().any(|p| alert.rule.starts_with(p.as_str())))
+    }
+}
+
+impl AlertPolicy {
+    /// Who is told of `alert`: on-call, then every route that takes it, each address once.
+    pub fn recipients(&self, alert: &Alert) -> Vec<String> {
+        let mut to = self.on_call.clone();
+        for route in self.routes.iter().filter(|r| r.takes(alert)) {
+            for address in &route.to {
+                if !to.contains(address) {
+                    to.push(address.clone());
+                }
+            }
+        }
+        to
+    }
 }
 
 /// How acknowledgement links are made: `{base_url}/alerts/ack?token=…`, valid `valid_for`.
@@ -92,6 +127,16 @@ impl AlertPolicy {
         for i in &self.inhibit {
             if i.target_rules.contains(&i.source_rule) {
                 problems.push(format!("inhibition by {:?} cannot mute itself", i.source_rule));
+            }
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if route.to.is_empty() {
+                problems.push(format!("route {} sends to nobody: give it `to` addresses", i + 1));
+            }
+            for address in &route.to {
+                if let Err(e) = address.parse::<lettre::message::Mailbox>() {
+                    problems.push(format!("route {} address {address:?} is not an email address ({e})", i + 1));
+                }
             }
         }
         for address in &self.on_call {
@@ -712,6 +757,7 @@ pub(crate) mod tests {
                 source_rule: "ent.unavailable".into(),
                 target_rules: vec!["ent.server-errors".into()],
             }],
+            routes: Vec::new(),
         }
     }
 

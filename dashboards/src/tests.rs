@@ -67,6 +67,7 @@ fn fixture_with(settings: ServerSettings, services: Services) -> Fixture {
         time_zone: jiff::tz::TimeZone::UTC,
         ack: None,
         inhibit: Vec::new(),
+        routes: Vec::new(),
     };
     let db = dir.path().join("alerts.sqlite");
     let mut writer = alerting::AlertStore::open(&db, policy.clone()).unwrap();
