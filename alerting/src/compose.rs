@@ -144,6 +144,7 @@ pub(crate) fn compose(alert: &Alert, kind: Notification, policy: &AlertPolicy, n
         body,
         notice_id: None,
         school: None,
+        attachments: Vec::new(),
     }
 }
 

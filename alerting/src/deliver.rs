@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use jiff::Timestamp;
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, Message, MultiPart};
+use lettre::message::{Attachment, Mailbox, Message, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -153,10 +153,25 @@ fn build_message(entry: &OutboxEntry) -> Result<Message, String> {
     for to in &email.to {
         builder = builder.to(parse(to)?);
     }
-    let built = match &email.html {
+    let built = match (&email.html, email.attachments.is_empty()) {
         // Both parts: mail clients show the HTML, and the plain text stays readable anywhere.
-        Some(html) => builder.multipart(MultiPart::alternative_plain_html(email.body.clone(), html.clone())),
-        None => builder.header(ContentType::TEXT_PLAIN).body(email.body.clone()),
+        (Some(html), true) => builder.multipart(MultiPart::alternative_plain_html(email.body.clone(), html.clone())),
+        (None, true) => builder.header(ContentType::TEXT_PLAIN).body(email.body.clone()),
+        // With files: multipart/mixed, the message first, then each file.
+        (html, false) => {
+            let mut mixed = match html {
+                Some(html) => {
+                    MultiPart::mixed().multipart(MultiPart::alternative_plain_html(email.body.clone(), html.clone()))
+                }
+                None => MultiPart::mixed().singlepart(SinglePart::plain(email.body.clone())),
+            };
+            for a in &email.attachments {
+                let kind = ContentType::parse(&a.content_type)
+                    .map_err(|e| format!("permanent: attachment {} has a bad type: {e}", a.file_name))?;
+                mixed = mixed.singlepart(Attachment::new(a.file_name.clone()).body(a.data.clone(), kind));
+            }
+            builder.multipart(mixed)
+        }
     };
     built.map_err(|e| format!("permanent: cannot build the email: {e}"))
 }

@@ -140,6 +140,7 @@ fn email(n: u32, to: &str) -> Email {
         html: None,
         notice_id: None,
         school: None,
+        attachments: Vec::new(),
     }
 }
 
@@ -181,6 +182,51 @@ async fn an_alert_email_reaches_the_smtp_server_in_french() {
     );
     let stats = outbox.lock().unwrap().stats().unwrap();
     assert_eq!((stats.sent, stats.queued), (2, 0));
+}
+
+#[tokio::test]
+async fn an_attachment_survives_the_outbox_and_reaches_the_server_intact() {
+    let work = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = SmtpServer::start(port, work.path());
+    let db = work.path().join("alerts.sqlite");
+    // Binary content with every byte value: base64 must carry it unchanged.
+    let pdf: Vec<u8> = b"%PDF-1.7\n".iter().copied().chain((0..=255u8).cycle().take(5000)).collect();
+    let mut report = email(1, "sctn@ville.test");
+    report.html = Some("<p>Rapport d'exploitation de mars 2025</p>".into());
+    report.attachments = vec![crate::Attachment {
+        file_name: "rapport-2025-03.pdf".into(),
+        content_type: "application/pdf".into(),
+        data: pdf.clone(),
+    }];
+    let now = t("2025-04-01T07:00:00Z");
+    Outbox::open(&db).unwrap().enqueue(&report, now).unwrap();
+    // Read back from another connection, as the outbox task does after a restart.
+    let outbox = Arc::new(Mutex::new(Outbox::open(&db).unwrap()));
+    let queued = outbox.lock().unwrap().due(now, 10).unwrap();
+    assert_eq!(queued[0].email.attachments, report.attachments);
+    let sent = deliver_due(&outbox, &smtp(port), &AlertingMetrics::default(), now).await.unwrap();
+    assert_eq!(sent.sent, 1);
+    let message = server.messages().pop().expect("a message");
+    let script = "import email, email.policy, sys, hashlib\n\
+                  m = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)\n\
+                  print(m.get_content_type())\n\
+                  print(m.get_body(preferencelist=('html',)).get_content().strip())\n\
+                  for a in m.iter_attachments():\n    \
+                      print(a.get_filename(), a.get_content_type(), hashlib.sha256(a.get_content()).hexdigest())";
+    let out = Command::new(python()).args(["-c", script]).arg(&message).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = String::from_utf8(out.stdout).unwrap();
+    let expected = format!(
+        "multipart/mixed\n<p>Rapport d'exploitation de mars 2025</p>\nrapport-2025-03.pdf application/pdf {}\n",
+        sha256_hex(&pdf)
+    );
+    assert_eq!(out, expected);
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test]

@@ -334,6 +334,7 @@ impl Incidents {
                 html: None,
                 notice_id: None,
                 school: None,
+                attachments: Vec::new(),
             };
             enqueue_on(&tx, &email, now)?;
             tx.execute("UPDATE incident SET escalated_at = ?2 WHERE id = ?1", params![i.id, to_ms(now)])?;

@@ -33,7 +33,7 @@ pub use notice::{
     Director, MaintenancePlan, Notice, NoticeDeliveries, NoticeKind, NoticePolicy, NoticeState, Notices,
     directors_from_schools, window_overlap_warnings,
 };
-pub use outbox::{Email, Outbox, OutboxEntry, OutboxState, OutboxStats};
+pub use outbox::{Attachment, Email, Outbox, OutboxEntry, OutboxState, OutboxStats};
 pub use report::{CHROMIUM, MonthlyReport, monthly_report, previous_month, render_pdf, write_files};
 pub use run::{ServiceOutage, notices_tick, run_alerts, run_notices};
 pub use store::{

@@ -536,6 +536,12 @@ impl Notices {
         let report = crate::report::monthly_report(&self.db, year, month, &tz, now)?;
         let dir = self.db.parent().unwrap_or(Path::new(".")).join("reports");
         let kept = crate::report::write_files(&report, &dir);
+        // The PDF, when Chromium printed it, travels with the email (stored in the outbox).
+        let pdf_name = format!("rapport-{year}-{month:02}.pdf");
+        let attachments = match std::fs::read(dir.join(&pdf_name)) {
+            Ok(data) => vec![crate::Attachment { file_name: pdf_name, content_type: "application/pdf".into(), data }],
+            Err(_) => Vec::new(),
+        };
         let email = Email {
             message_id: format!("<vigie.report-{year}-{month:02}@{}>", self.ctx.domain()),
             in_reply_to: None,
@@ -547,6 +553,7 @@ impl Notices {
             html: Some(report.html.clone()),
             notice_id: None,
             school: None,
+            attachments,
         };
         let tx = self.conn.transaction()?;
         enqueue_on(&tx, &email, now)?;
@@ -731,6 +738,7 @@ impl Ctx {
                 html: Some(html),
                 notice_id: Some(notice.id),
                 school: Some(director.uai.clone()),
+                attachments: Vec::new(),
             };
             enqueue_at(tx, &email, now, at)?;
         }
@@ -825,6 +833,7 @@ impl Ctx {
                 html: Some(html),
                 notice_id: Some(notice.id),
                 school: None,
+                attachments: Vec::new(),
             };
             enqueue_on(tx, &email, now)?;
         }
@@ -881,6 +890,7 @@ impl Ctx {
             html: None,
             notice_id: Some(notice.id),
             school: None,
+            attachments: Vec::new(),
         };
         enqueue_on(tx, &email, now)?;
         Ok(())

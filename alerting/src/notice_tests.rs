@@ -328,3 +328,28 @@ fn policy_problems_are_all_reported() {
         assert!(err.contains(part), "{part} missing: {err}");
     }
 }
+
+#[test]
+fn the_monthly_report_goes_to_the_it_service_on_the_1st_with_its_pdf() {
+    let mut f = fixture(3);
+    // 06:59 in Paris on the 1st: not yet.
+    f.notices.tick(t("2025-04-01T04:59:00Z")).unwrap();
+    assert!(queued(&f.outbox).is_empty());
+    f.notices.tick(t("2025-04-01T05:30:00Z")).unwrap();
+    let reports: Vec<OutboxEntry> =
+        queued(&f.outbox).into_iter().filter(|e| e.email.subject.starts_with("[Vigie] Rapport")).collect();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let email = &reports[0].email;
+    assert_eq!(email.to, ["sctn@ville.test"]);
+    assert!(email.subject.contains("mars 2025"), "{}", email.subject);
+    assert!(email.html.as_deref().is_some_and(|h| h.contains("mars 2025")));
+    // scripts/test.sh installs Debian's Chromium, which prints the PDF.
+    assert!(std::path::Path::new(crate::CHROMIUM).exists(), "the tests need /usr/bin/chromium");
+    assert_eq!(email.attachments.len(), 1, "the PDF is attached");
+    assert_eq!(email.attachments[0].file_name, "rapport-2025-03.pdf");
+    assert!(email.attachments[0].data.starts_with(b"%PDF"), "a PDF");
+    // Once only.
+    f.notices.tick(t("2025-04-01T09:00:00Z")).unwrap();
+    let count = queued(&f.outbox).iter().filter(|e| e.email.subject.starts_with("[Vigie] Rapport")).count();
+    assert_eq!(count, 1);
+}

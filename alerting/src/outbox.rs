@@ -34,6 +34,17 @@ pub struct Email {
     pub notice_id: Option<i64>,
     /// The school (UAI) a director's notice was personalised for.
     pub school: Option<String>,
+    /// Files sent with it (the monthly report's PDF), stored in the outbox with it.
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file attached to an email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub file_name: String,
+    /// `application/pdf`.
+    pub content_type: String,
+    pub data: Vec<u8>,
 }
 
 /// Where an outbox row stands.
@@ -147,7 +158,15 @@ pub(crate) fn enqueue_at(
         ],
     )?;
     if inserted == 1 {
-        Ok(conn.last_insert_rowid())
+        let id = conn.last_insert_rowid();
+        for (position, a) in email.attachments.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO outbox_attachment (outbox_id, position, file_name, content_type, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, i64::try_from(position).unwrap_or(i64::MAX), a.file_name, a.content_type, a.data],
+            )?;
+        }
+        Ok(id)
     } else {
         Ok(conn.query_row("SELECT id FROM outbox WHERE message_id = ?1", [&email.message_id], |r| r.get(0))?)
     }
@@ -196,8 +215,19 @@ struct RawEntry {
     school: Option<String>,
 }
 
+/// The attachments of outbox row `id`, in order.
+fn attachments_of(conn: &Connection, id: i64) -> Result<Vec<Attachment>, AlertError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT file_name, content_type, data FROM outbox_attachment WHERE outbox_id = ?1 ORDER BY position",
+    )?;
+    let rows =
+        stmt.query_map([id], |r| Ok(Attachment { file_name: r.get(0)?, content_type: r.get(1)?, data: r.get(2)? }))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 impl RawEntry {
-    fn typed(self) -> Result<OutboxEntry, AlertError> {
+    fn typed(self, conn: &Connection) -> Result<OutboxEntry, AlertError> {
+        let attachments = attachments_of(conn, self.id)?;
         let to: Vec<String> = serde_json::from_str(&self.recipients)
             .map_err(|e| AlertError::Corrupt(format!("outbox row {} recipients: {e}", self.id)))?;
         Ok(OutboxEntry {
@@ -213,6 +243,7 @@ impl RawEntry {
                 html: self.html,
                 notice_id: self.notice_id,
                 school: self.school,
+                attachments,
             },
             state: OutboxState::from_sql(&self.state)?,
             created_at: from_ms(self.created_at)?,
@@ -271,7 +302,7 @@ impl Outbox {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare(&sql)?;
         let raws = stmt.query_map(params![state.as_sql(), limit], entry_from_row)?.collect::<Result<Vec<_>, _>>()?;
-        raws.into_iter().map(RawEntry::typed).collect()
+        raws.into_iter().map(|r| r.typed(&self.conn)).collect()
     }
 
     /// The queued emails due at `now`, oldest first, at most `limit`.
@@ -283,7 +314,7 @@ impl Outbox {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare(&sql)?;
         let raws = stmt.query_map(params![to_ms(now), limit], entry_from_row)?.collect::<Result<Vec<_>, _>>()?;
-        raws.into_iter().map(RawEntry::typed).collect()
+        raws.into_iter().map(|r| r.typed(&self.conn)).collect()
     }
 
     pub(crate) fn mark_sent(&mut self, id: i64, now: Timestamp) -> Result<(), AlertError> {
@@ -344,6 +375,7 @@ mod tests {
             html: None,
             notice_id: None,
             school: None,
+            attachments: Vec::new(),
         }
     }
 

@@ -140,6 +140,17 @@ CREATE TABLE journal (
 );
 CREATE INDEX journal_subject ON journal (subject, at);
 "#,
+    r#"
+-- files sent with an email (the monthly report's PDF), kept with it until it is delivered
+CREATE TABLE outbox_attachment (
+    outbox_id INTEGER NOT NULL REFERENCES outbox (id),
+    position INTEGER NOT NULL,
+    file_name TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (outbox_id, position)
+);
+"#,
 ];
 
 /// Records one action in the journal (who did what to which subject, when).
