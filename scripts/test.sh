@@ -11,8 +11,10 @@ export VIGIE_SHARED_DATA="${VIGIE_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
 # System packages the tests use, installed when missing: one `want PACKAGE TEST-COMMAND` line each.
 need=()
 want() { local pkg=$1; shift; "$@" >/dev/null 2>&1 || need+=("$pkg"); }
-want python3-aiosmtpd python3 -c 'import aiosmtpd'   # a real SMTP server for the alerting tests
+want python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'   # a real SMTP server for the alerting tests
 want chromium test -x /usr/bin/chromium               # prints the monthly report to PDF (vigie report)
+want nodejs node --version                            # runs the browser tests (tests/browser/ui.mjs)
+want npm npm --version                                # installs playwright-core for them
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -24,6 +26,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> npm packages of the browser tests"
+./tests/browser/install.sh
 echo "==> cargo test"
 cargo test --workspace --locked
 echo "==> fuzz the parsers (short runs)"

@@ -31,6 +31,14 @@ pub(crate) fn config(
         .replace("@LISTEN@", listen)
         .replace("@WEB_RATE@", &rate.to_string())
         .replace("@FW_RATE@", &(rate / 10).max(1).to_string());
+    // The archive's signing key, made on first start: the demo seals and purges days and its
+    // legal officer can search, export and read the audit log. (A real site keeps the key
+    // outside the data directory: `vigie archive keygen`.)
+    let key = data.join("archive.key");
+    if !key.exists() {
+        retention::ArchiveKey::generate(&key).with_context(|| format!("cannot create {}", key.display()))?;
+    }
+    text.push_str("\n[retention]\nsigning_key = \"archive.key\"\n");
     if let Some(smtp) = smtp {
         let (host, port) = smtp.rsplit_once(':').with_context(|| format!("--smtp {smtp}: write it as HOST:PORT"))?;
         let port: u16 = port.parse().with_context(|| format!("--smtp {smtp}: the port is not a number"))?;

@@ -300,6 +300,27 @@ impl AvailabilityDesk {
     }
 }
 
+impl AvailabilityDesk {
+    /// When availability probes started to watch, as far as the month of `day` goes: the
+    /// first probe sample of the month (raw samples for the last two days, rollups before).
+    fn monitored_since(&self, day: Date, now: Timestamp) -> ServiceResult<Option<Timestamp>> {
+        let (from, _) = self.window.window_of(day.first_of_month());
+        let (_, to) = self.window.window_of(day.last_of_month());
+        let (from, to) = (from.as_millisecond(), to.min(now).as_millisecond());
+        if to <= from {
+            return Ok(None);
+        }
+        let rolled = self.series.rollups("probe_success", &[], from, to).map_err(failed)?;
+        let raw = self.series.range("probe_success", &[], from, to).map_err(failed)?;
+        let first = rolled
+            .iter()
+            .flat_map(|r| r.rollups.first().map(|p| p.t))
+            .chain(raw.iter().flat_map(|r| r.points.first().map(|p| p.t)))
+            .min();
+        Ok(first.and_then(|t| Timestamp::from_millisecond(t).ok()))
+    }
+}
+
 impl dashboards::AvailabilityService for AvailabilityDesk {
     fn up_now(&self, now: Timestamp) -> ServiceResult<Option<bool>> {
         let recent = now.checked_sub(jiff::SignedDuration::from_hours(24 * 7)).unwrap_or(now);
@@ -315,6 +336,7 @@ impl dashboards::AvailabilityService for AvailabilityDesk {
     }
 
     fn month(&self, day: Date, now: Timestamp) -> ServiceResult<MonthAvailability> {
+        let since = self.monitored_since(day, now)?;
         let m = series::availability_month(
             &self.outages,
             &self.window,
@@ -341,13 +363,29 @@ impl dashboards::AvailabilityService for AvailabilityDesk {
                     .collect(),
                 ratio: d.availability,
                 breach: d.verdict == "breached",
+                // Watched if a probe sample came before the window closed.
+                measured: since.is_some_and(|s| s < d.window_end),
             })
-            .collect();
+            .collect::<Vec<DayAvailability>>();
+        // The month's ratio over the measured part of each window up to now.
+        let (mut up, mut total) = (0.0, 0.0);
+        for d in days.iter().filter(|d| d.measured && d.window_start < now) {
+            let start = since.map_or(d.window_start, |s| s.max(d.window_start));
+            let end = now.min(d.window_end);
+            let minutes = end.duration_since(start).as_secs_f64() / 60.0;
+            let down: f64 = d
+                .outages
+                .iter()
+                .map(|(a, b)| (*b.min(&end)).duration_since(*a.max(&start)).as_secs_f64().max(0.0) / 60.0)
+                .sum();
+            up += (minutes - down).max(0.0);
+            total += minutes.max(0.0);
+        }
         Ok(MonthAvailability {
             year: day.year(),
             month: day.month(),
             days,
-            ratio: m.availability,
+            ratio: if total > 0.0 { up / total } else { 1.0 },
             required: m.required_ratio,
         })
     }
@@ -430,7 +468,6 @@ impl dashboards::SeriesService for SeriesDesk {
     ) -> ServiceResult<Option<Series>> {
         let (name, matchers) = parse_selector(selector).map_err(failed)?;
         let (from_ms, to_ms) = (from.as_millisecond(), to.as_millisecond());
-        let step = ((to_ms - from_ms) / POINTS).max(15_000);
         let lines: Vec<Vec<(i64, f64)>> = if to_ms - from_ms <= RAW_SPAN_MS {
             let found = self.store.range(&name, &matchers, from_ms, to_ms).map_err(failed)?;
             found.into_iter().map(|r| r.points.into_iter().map(|p| (p.t, p.v)).collect()).collect()
@@ -438,9 +475,13 @@ impl dashboards::SeriesService for SeriesDesk {
             let found = self.store.rollups(&name, &matchers, from_ms, to_ms).map_err(failed)?;
             found.into_iter().map(|r| r.rollups.into_iter().map(|p| (p.t, p.avg)).collect()).collect()
         };
-        if lines.is_empty() {
+        // Buckets cut the span the data covers, not the one asked for: an hour of data in a
+        // 24-hour view still draws as a line.
+        let times = lines.iter().flatten().map(|(t, _)| *t);
+        let (Some(first), Some(last)) = (times.clone().min(), times.max()) else {
             return Ok(None);
-        }
+        };
+        let step = ((last - first) / POINTS).max(15_000);
         let points = fold(lines, step, combine)
             .into_iter()
             .filter_map(|(t, v)| Some((Timestamp::from_millisecond(t).ok()?, v)))
@@ -489,6 +530,38 @@ mod tests {
         );
         assert!(parse_selector("apache_workers{state=busy}").unwrap_err().contains("double quotes"));
         assert!(parse_selector(r#"apache_workers{state="busy""#).unwrap_err().contains("must end"));
+    }
+
+    #[test]
+    fn days_before_monitoring_are_not_measured_and_count_in_no_ratio() {
+        use dashboards::AvailabilityService;
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let outages = series::OutageStore::open(&dir.path().join("outages.sqlite")).unwrap();
+        let store = series::SeriesStore::in_memory(series::StoreConfig::default());
+        // Probes start on 10 April 2025 at 10:00 UTC (12:00 in Paris), every minute.
+        let start = t("2025-04-10T10:00:00Z");
+        let now = t("2025-04-11T12:00:00Z");
+        let mut at = start;
+        while at <= now {
+            store.append("probe_success", &[("probe".into(), "ent".into())], at.as_millisecond(), 1.0);
+            at = at.checked_add(jiff::SignedDuration::from_mins(1)).unwrap();
+        }
+        let (down, up) = (t("2025-04-10T12:00:00Z"), t("2025-04-10T12:30:00Z"));
+        outages.record("ent", &analyzer::OutageChange::Opened { start: down }).unwrap();
+        outages.record("ent", &analyzer::OutageChange::Closed { start: down, end: up }).unwrap();
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+        let desk = AvailabilityDesk { outages, series: store, window: analyzer::ServiceWindow::cctp(paris) };
+        let month = desk.month("2025-04-10".parse().unwrap(), now).unwrap();
+        let day = |d: i8| month.days.iter().find(|x| x.day.day() == d).unwrap();
+        assert!(!day(9).measured && !day(1).measured, "before the probes: not measured");
+        assert!(day(10).measured && day(11).measured);
+        assert_eq!(day(10).outages, [(down, up)]);
+        // Measured: 10 April from 10:00 UTC to 01:00 UTC (03:00 in Paris) = 900 min with 30 down,
+        // 11 April from 04:00 UTC (06:00 in Paris) to now = 480 min.
+        let expected = (870.0 + 480.0) / (900.0 + 480.0);
+        assert!((month.ratio - expected).abs() < 1e-9, "{} != {expected}", month.ratio);
+        assert_eq!(desk.up_now(now).unwrap(), Some(true));
     }
 
     #[test]

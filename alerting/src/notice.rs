@@ -753,11 +753,14 @@ impl Ctx {
             school: "(aucune école configurée)".into(),
             email: String::new(),
         });
-        let message = match (notice.kind, notice.sent_revision, notice.ended_at) {
-            (NoticeKind::Maintenance, _, _) => DirectorMessage::Maintenance,
-            (NoticeKind::Outage, s, Some(_)) if s > 0 => DirectorMessage::Closed,
-            (NoticeKind::Outage, 0, _) => DirectorMessage::Opened,
-            (NoticeKind::Outage, _, _) => DirectorMessage::Update,
+        // Awaiting approval: the message the approval would send. Approved: the one sent.
+        let message = match (notice.kind, notice.state, notice.sent_revision, notice.ended_at) {
+            (NoticeKind::Maintenance, ..) => DirectorMessage::Maintenance,
+            (NoticeKind::Outage, _, s, Some(_)) if s > 0 => DirectorMessage::Closed,
+            (NoticeKind::Outage, NoticeState::AwaitingApproval, 0, _) => DirectorMessage::Opened,
+            (NoticeKind::Outage, NoticeState::AwaitingApproval, _, _) => DirectorMessage::Update,
+            (NoticeKind::Outage, _, s, _) if s > 1 => DirectorMessage::Update,
+            (NoticeKind::Outage, ..) => DirectorMessage::Opened,
         };
         let subject = self.director_subject(notice, message, &sample);
         let (text, _) = self.director_bodies(notice, &sample, message, &subject)?;

@@ -353,3 +353,25 @@ fn the_monthly_report_goes_to_the_it_service_on_the_1st_with_its_pdf() {
     let count = queued(&f.outbox).iter().filter(|e| e.email.subject.starts_with("[Vigie] Rapport")).count();
     assert_eq!(count, 1);
 }
+
+#[test]
+fn the_preview_shows_what_approval_sends_then_what_was_sent() {
+    let mut f = fixture(3);
+    let start = t("2025-04-07T12:30:00Z");
+    let id = f.notices.on_outage("ENT", &OutageChange::Opened { start }, t("2025-04-07T12:31:00Z")).unwrap().unwrap();
+    let subject = |f: &Fixture| f.notices.preview(&f.notices.get(id).unwrap()).unwrap().0;
+    let school = "École élémentaire n° 0 « Les Acacias »";
+    assert_eq!(subject(&f), format!("ENT indisponible — {school}"));
+    f.notices.approve(id, "dsi.chef@ville.test", t("2025-04-07T12:35:00Z")).unwrap();
+    assert_eq!(subject(&f), format!("ENT indisponible — {school}"), "what was sent, not the next update");
+    let later = t("2025-04-07T16:30:00Z");
+    f.notices.edit(id, Some(later), Some("Panne du fournisseur."), "dsi.chef@ville.test", later).unwrap();
+    assert_eq!(subject(&f), format!("ENT indisponible (mise à jour) — {school}"), "the update approval would send");
+    let (_, text) = f.notices.preview(&f.notices.get(id).unwrap()).unwrap();
+    assert!(text.contains("Panne du fournisseur."), "{text}");
+    f.notices.approve(id, "dsi.chef@ville.test", later).unwrap();
+    assert_eq!(subject(&f), format!("ENT indisponible (mise à jour) — {school}"));
+    let end = t("2025-04-07T17:00:00Z");
+    f.notices.on_outage("ENT", &OutageChange::Closed { start, end }, end).unwrap();
+    assert_eq!(subject(&f), format!("ENT : service rétabli — {school}"));
+}

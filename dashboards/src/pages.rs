@@ -58,8 +58,8 @@ impl Ctx<'_> {
         alerting::format_date_fr(t, self.tz)
     }
 
-    /// To the second, for requisition records (`07/04/2025 14:30:05`): an authority matches a
-    /// connection by its second and port.
+    /// To the second, for the legal pages (`07/04/2025 14:30:05`): an authority matches a
+    /// connection by its second and port, and the audit log orders actions within a minute.
     fn precise(&self, t: Timestamp) -> String {
         t.to_zoned_datetime(self.tz.clone()).strftime("%d/%m/%Y %H:%M:%S").to_string()
     }
@@ -91,8 +91,10 @@ fn not_configured(what: &str) -> Markup {
     html! { p.notconfigured { (what) " : non configuré sur ce serveur." } }
 }
 
+/// An availability as a percentage with one decimal, rounded down: a window with a one-minute
+/// outage is 99,9 %, never a red « 100 % ».
 fn percent(ratio: f64) -> String {
-    format!("{} %", num((ratio * 1000.0).round() / 10.0))
+    format!("{} %", num((ratio * 1000.0 + 1e-9).floor() / 10.0))
 }
 
 fn csrf_field(ctx: &Ctx<'_>) -> Markup {
@@ -327,7 +329,7 @@ pub(crate) fn overview(ctx: &Ctx<'_>, d: &Overview) -> Markup {
                 }
                 div.kpi {
                     span.label { "Disponibilité aujourd’hui (fenêtre 21 h)" }
-                    @match today { Some(t) => b { (percent(t.ratio)) }, None => b.muted { "non configuré" } }
+                    @match today { Some(t) => b.up[!t.breach].down[t.breach] { (percent(t.ratio)) }, None => b.muted { "non configuré" } }
                 }
                 div.kpi {
                     span.label { "Disponibilité du mois" @if let Some(m) = &d.month { " (exigé : " (percent(m.required)) ")" } }
@@ -406,6 +408,13 @@ pub(crate) fn availability(ctx: &Ctx<'_>, day: Date, month: Option<&MonthAvailab
                                             td.timeline { (svg::window(&format!("Fenêtre du {} (à venir)", dd.day), dd.window_start, dd.window_end, &[])) }
                                             td.num { "—" }
                                             td { "à venir" }
+                                        }
+                                    } @else if !dd.measured {
+                                        tr.avenir {
+                                            td { (dd.day.strftime("%d/%m")) }
+                                            td.timeline { (svg::window(&format!("Fenêtre du {} (non mesurée)", dd.day), dd.window_start, dd.window_end, &[])) }
+                                            td.num { "—" }
+                                            td { "non mesuré" }
                                         }
                                     } @else {
                                     tr {
@@ -985,7 +994,7 @@ pub(crate) fn audit(ctx: &Ctx<'_>, entries: Option<&[AuditEntry]>) -> Markup {
                 Some(list) => table {
                     thead { tr { th.num { "N°" } th { "Date" } th { "Opérateur" } th { "Action" } th { "Référence" } th { "Requête" } th.num { "Résultats" } th { "Empreinte de l’export" } } }
                     tbody { @for e in list { tr {
-                        td.num { (e.seq) } td { (ctx.date(e.at)) } td { (e.operator) } td { (action_fr(&e.action)) } td { (e.reference) } td { code { (e.query) } }
+                        td.num { (e.seq) } td.nowrap { (ctx.precise(e.at)) } td { (e.operator) } td { (action_fr(&e.action)) } td { (e.reference) } td { code { (e.query) } }
                         td.num { @if let Some(n) = e.results { (n) } @else { "—" } }
                         td { @if let Some(h) = &e.export_sha256 { code.hash { (h) } } @else { "—" } }
                     } } }
@@ -1025,4 +1034,31 @@ pub(crate) fn health(ctx: &Ctx<'_>, d: &HealthData) -> Markup {
             div.grid { @for p in &d.panels { (panel(ctx, p)) } }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn availability_is_rounded_down() {
+        assert_eq!(percent(1.0), "100 %");
+        assert_eq!(percent(0.99993), "99,9 %", "a one-minute outage is not « 100 % »");
+        assert_eq!(percent(0.875), "87,5 %");
+        assert_eq!(percent(0.0), "0 %");
+    }
+
+    #[test]
+    fn pupil_chart_has_each_of_the_last_30_days() {
+        let day: Date = "2025-04-10".parse().unwrap();
+        let seen: Date = "2025-04-08".parse().unwrap();
+        let d = TrafficData::new(Period::Month, day, &[], vec![(seen, 7)], &TrafficQuery::default());
+        assert_eq!(d.pupil_logins.len(), 30);
+        assert_eq!(d.pupil_logins.first().unwrap().0, "2025-03-12".parse::<Date>().unwrap());
+        assert_eq!(d.pupil_logins.last().unwrap(), &(day, 0));
+        assert_eq!(d.pupil_logins.iter().map(|(_, n)| n).sum::<u64>(), 7);
+        assert_eq!(d.pupil_logins[27], (seen, 7));
+        assert_eq!(category_fr("eleve"), "élèves");
+        assert_eq!(category_fr("inconnue"), "inconnue");
+    }
 }

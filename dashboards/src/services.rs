@@ -182,6 +182,9 @@ pub struct DayAvailability {
     /// Share of the window the ENT was up, 0 to 1.
     pub ratio: f64,
     pub breach: bool,
+    /// Whether an availability probe watched this day's window (a day before monitoring
+    /// started is no evidence of availability, and counts in no ratio).
+    pub measured: bool,
 }
 
 /// A month of availability.
@@ -190,6 +193,7 @@ pub struct MonthAvailability {
     pub year: i16,
     pub month: i8,
     pub days: Vec<DayAvailability>,
+    /// Over the measured days' windows up to now.
     pub ratio: f64,
     /// What the contract requires (21/24).
     pub required: f64,

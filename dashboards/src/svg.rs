@@ -134,8 +134,10 @@ pub(crate) fn line(
                 line x1=(left) y1=(y(t)) x2=(w - 8.0) y2=(y(t)) stroke=(RED) stroke-dasharray="6 4" {}
                 text x=(w - 10.0) y=(y(t) - 4.0) text-anchor="end" font-size="11" fill=(RED) { (name) " (" (num(t)) " " (unit) ")" }
             }
-            @if !points.is_empty() {
+            @if let Some((t, v)) = points.last() {
                 path d=(path(points)) fill="none" stroke=(BLUE) stroke-width="2" {}
+                // The latest value as a dot: visible even when the series has one point so far.
+                circle cx=(format!("{:.1}", x(*t))) cy=(format!("{:.1}", y(*v))) r="3.5" fill=(BLUE) {}
             }
             @if !forecast.is_empty() {
                 path d=(path(forecast)) fill="none" stroke=(ORANGE) stroke-width="2" stroke-dasharray="4 4" {}

@@ -131,7 +131,7 @@ fn demo_outage_tells_it_then_every_director_after_approval_then_retabli() {
     wait_until("the IT service's outage email", Duration::from_secs(120), &mut demo, || {
         count("[Vigie] INTERRUPTION — ENT") == 1
     });
-    // The demo approver approves after 5 s: 188 notices, one per school.
+    // The demo approver approves after 30 s: 188 notices, one per school.
     wait_until("188 director notices", Duration::from_secs(90), &mut demo, || count("ENT indisponible — ") == 188);
     let mails = parse(&smtp.files());
     let approval = mails.iter().find(|m| m.subject.contains("À VALIDER")).expect("the approval request");

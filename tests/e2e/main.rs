@@ -4,6 +4,7 @@
 mod alerting;
 mod analyze;
 mod archive;
+mod browser;
 mod check_config;
 mod crash;
 mod demo;
