@@ -18,7 +18,9 @@ cd "$(dirname "$0")/.."
 RUNS="${1:-10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vigie-target}"
 
-python3 -c 'import aiosmtpd' 2>/dev/null || {
+# Debian's Python, where python3-aiosmtpd installs (a pyenv python3 may come first on PATH).
+PY=/usr/bin/python3
+"$PY" -c 'import aiosmtpd' 2>/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-aiosmtpd >/dev/null
 }
 cargo build --release --quiet --bin vigie
@@ -26,12 +28,13 @@ VIGIE="$CARGO_TARGET_DIR/release/vigie"
 
 work="$(mktemp -d)"
 cleanup() {
-    [ -n "${vigie_pid:-}" ] && kill "$vigie_pid" 2>/dev/null || true
-    [ -n "${smtp_pid:-}" ] && kill "$smtp_pid" 2>/dev/null || true
+    # Wait for both to exit: vigie writes its stores until it has stopped.
+    [ -n "${vigie_pid:-}" ] && { kill "$vigie_pid" 2>/dev/null; wait "$vigie_pid" 2>/dev/null; } || true
+    [ -n "${smtp_pid:-}" ] && { kill "$smtp_pid" 2>/dev/null; wait "$smtp_pid" 2>/dev/null; } || true
     rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SMTP_PORT="$(free_port)"
 WEB_PORT="$(free_port)"
 
@@ -46,7 +49,7 @@ class Handler:
         self.log.write("%.6f %s\n" % (time.time(), m["subject"]))
         return "250 OK"
 EOF
-(cd "$work" && PYTHONPATH="$work" exec python3 -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" -c latency_handler.Handler) &
+(cd "$work" && PYTHONPATH="$work" exec "$PY" -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" -c latency_handler.Handler) &
 smtp_pid=$!
 
 mkdir -p "$work/data"
@@ -87,7 +90,7 @@ for i in $(seq 1 "$RUNS"); do
     ip="203.0.113.$((i + 10))"
     before=$(wc -l <"$work/accepted.log" 2>/dev/null || echo 0)
     when="$(LC_ALL=C date -u '+%d/%b/%Y:%H:%M:%S +0000')"
-    t0=$(python3 -c 'import time; print("%.6f" % time.time())')
+    t0=$("$PY" -c 'import time; print("%.6f" % time.time())')
     echo "$ip - - [$when] \"GET /eleve/notes.php?id=1%27%20UNION%20ALL%20SELECT%20NULL-- HTTP/1.1\" 200 512 \"-\" \"sqlmap/1.8\"" >>"$work/access.log"
     for _ in $(seq 1 600); do
         now=$(wc -l <"$work/accepted.log" 2>/dev/null || echo 0)
@@ -99,12 +102,12 @@ for i in $(seq 1 "$RUNS"); do
         echo "run $i: no email within 12 s (see $work/vigie.log)"; tail -n 20 "$work/vigie.log"; exit 1
     fi
     t1="${line%% *}"
-    latencies+=("$(python3 -c "print('%.3f' % ($t1 - $t0))")")
+    latencies+=("$("$PY" -c "print('%.3f' % ($t1 - $t0))")")
     echo "run $i: ${latencies[-1]} s  ${line#* }"
     sleep 1.5   # the next run starts from a quiet outbox poll phase, like a real first alert
 done
 
-python3 - "${latencies[@]}" <<'EOF'
+"$PY" - "${latencies[@]}" <<'EOF'
 import statistics, sys
 v = sorted(float(x) for x in sys.argv[1:])
 mean, worst = statistics.mean(v), v[-1]

@@ -92,13 +92,16 @@ sleep "$SECONDS_RUN"
 v_cpu1=$(cpu_seconds $vpid)
 v_rss=$(rss_kib $vpid)
 kill -TERM $vpid; wait $vpid || true
-read -r v_samples v_series < <(python3 - "$tmp/vigie/data/series.sqlite" <<'EOF'
+# Measured before the count: opening the database (WAL mode) creates its -wal/-shm files and
+# closing it removes them. A command substitution, so python has exited before anything else runs.
+v_disk=$(du -sk "$tmp/vigie/data/series.sqlite"* | awk '{ s += $1 } END { print s }')
+v_counts=$(python3 - "$tmp/vigie/data/series.sqlite" <<'EOF'
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
 print(c.execute("select coalesce(sum(samples),0) from chunks").fetchone()[0], c.execute("select count(*) from series").fetchone()[0])
 EOF
 )
-v_disk=$(du -sk "$tmp/vigie/data/series.sqlite"* | awk '{ s += $1 } END { print s }')
+read -r v_samples v_series <<< "$v_counts"
 
 # --- prometheus ----------------------------------------------------------------------------
 pport=$(free_port)
@@ -121,7 +124,11 @@ p_cpu0=$(cpu_seconds $ppid)
 sleep "$SECONDS_RUN"
 p_cpu1=$(cpu_seconds $ppid)
 p_rss=$(rss_kib $ppid)
-metric() { curl -s "http://127.0.0.1:$pport/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+# Summed over the metric's label sets (2.42 labels samples_appended by `type`: float, histogram).
+metric() {
+    curl -s "http://127.0.0.1:$pport/metrics" |
+        awk -v m="$1" '/^#/ { next } { n = $1; sub(/\{.*/, "", n) } n == m { s += $NF } END { printf "%.0f\n", s }'
+}
 p_samples=$(metric prometheus_tsdb_head_samples_appended_total)
 p_series=$(metric prometheus_tsdb_head_series)
 kill -TERM $ppid; wait $ppid || true
@@ -141,3 +148,5 @@ report prometheus "$p_samples" "$p_series" "$p_cpu0" "$p_cpu1" "$p_idle_rss" "$p
 awk -v vs="$v_samples" -v vc="$(awk -v a="$v_cpu1" -v b="$v_cpu0" 'BEGIN{print a-b}')" \
     -v ps="$p_samples" -v pc="$(awk -v a="$p_cpu1" -v b="$p_cpu0" 'BEGIN{print a-b}')" 'BEGIN {
     if (vc > 0 && pc > 0 && ps > 0) printf "samples/s per core, vigie / prometheus: %.2f\n", (vs / vc) / (ps / pc) }'
+awk -v vr="$((v_rss - v_idle_rss))" -v vn="$v_series" -v pr="$((p_rss - p_idle_rss))" -v pn="$p_series" 'BEGIN {
+    if (vn > 0 && pn > 0 && pr > 0) printf "RAM bytes per series, vigie / prometheus: %.2f\n", (vr / vn) / (pr / pn) }'

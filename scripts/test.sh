@@ -15,6 +15,7 @@ want python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'   # a real SMTP serv
 want chromium test -x /usr/bin/chromium               # prints the monthly report to PDF (vigie report)
 want nodejs node --version                            # runs the browser tests (tests/browser/ui.mjs)
 want npm npm --version                                # installs playwright-core for them
+want prometheus promtool --version                   # promtool and a real Prometheus read /metrics (tests/e2e/metrics.rs)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

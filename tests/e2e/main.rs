@@ -11,6 +11,7 @@ mod demo;
 mod fail2ban;
 mod files;
 mod loadtest;
+mod metrics;
 mod parse;
 mod scrape;
 mod support;
