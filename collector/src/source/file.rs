@@ -381,12 +381,19 @@ impl Source for FileSource {
         let id = self.id.clone();
         let start = self.position;
         // Plain blocking reads on the blocking pool: local files do not benefit from async I/O.
-        let (reader, read) = tokio::task::spawn_blocking(move || {
+        let joined = tokio::task::spawn_blocking(move || {
             let result = read_lines(&mut reader, &id, start, max);
             (reader, result)
         })
-        .await
-        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+        .await;
+        let (reader, read) = match joined {
+            Ok(done) => done,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            // The runtime is shutting down: nothing was handed out, the checkpoint stays.
+            Err(_) => {
+                return Err(self.io_err(std::io::Error::other("the read was cancelled: Vigie is shutting down")));
+            }
+        };
         self.reader = Some(reader);
         let (records, position) = read.map_err(|e| self.io_err(e))?;
         self.position = position;
