@@ -68,17 +68,19 @@ for n in range(count):
     p.poll(0)
 p.flush(300)
 secs = time.perf_counter() - start
-print(json.dumps({"producer": f"python confluent-kafka {version()[0]} (librdkafka {libversion()[0]})",
+ck = version() if isinstance(version(), str) else version()[0]  # a string in 2.x, a tuple before
+print(json.dumps({"producer": f"python confluent-kafka {ck} (librdkafka {libversion()[0]})",
                   "messages": count, "seconds": round(secs, 3), "per_second": round(count / secs),
                   "all_acknowledged": state["ok"] == count}))
 EOF
 )
 echo "$python_json"
-python3 - "$vigie_json" "$python_json" <<'EOF'
+python3 - "$vigie_json" "$python_json" "$(wc -c <"$tmp/payload.bin")" <<'EOF'
 import json, sys
-v, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+v, p, size = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+assert v["all_acknowledged"] and p["all_acknowledged"], "a producer lost messages"
 print(f"producer ratio vigie/python: {v['per_second'] / p['per_second']:.2f}x "
-      f"({v['per_second']:.0f} vs {p['per_second']:.0f} messages/s, message of {0} bytes)".replace("{0}", "the same"))
+      f"({v['per_second']:.0f} vs {p['per_second']:.0f} messages/s, {size}-byte messages for both)")
 EOF
 
 echo "==> end to end: collector -> kafka -> archiver"
@@ -100,6 +102,8 @@ run = "$1"
 dir = "$tmp/$1"
 [server]
 listen = "127.0.0.1:$2"
+[analyzer]
+rules = "$PWD/rules"
 [alerting]
 on_call = ["astreinte@ville.example"]
 [kafka]

@@ -23,6 +23,7 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+./scripts/kafka.sh install   # tansu, the Kafka broker of tests/e2e/kafka.rs: built once (~10 min), cached in ~/.cache/vigie-tools
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

@@ -218,9 +218,20 @@ impl<T> Member<T> {
     }
 }
 
+/// How long a broker may hold a fetch that finds no new message (`fetch.wait.max.ms`).
+///
+/// librdkafka's default, 500 ms, makes tansu 0.6 sleep twice inside the long poll (half the
+/// remaining wait, then the rest); one of those sleeps sometimes never ends, and the fetch
+/// connection then hangs with no answer until `socket.timeout.ms` (60 s) expires: the
+/// consumer, caught up once, stops reading although the partitions grow. At 100 ms tansu
+/// sleeps once, and an idle consumer costs a real Kafka cluster ten empty fetches a second
+/// per broker, which is nothing. An operator may still set it in `[kafka.librdkafka]`.
+const FETCH_WAIT_MAX_MS: &str = "100";
+
 /// The librdkafka configuration of a group member: manual commits only.
 fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
+    config.set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS);
     for (k, v) in &settings.librdkafka {
         config.set(k, v);
     }
@@ -374,6 +385,7 @@ async fn rebuild<T: Send + 'static>(
     let consumer = Arc::clone(&member.consumer);
     let (topic, window) = (member.topic.clone(), replay.window);
     let mut config = ClientConfig::new();
+    config.set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS);
     for (k, v) in &settings.librdkafka {
         config.set(k, v);
     }

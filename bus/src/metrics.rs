@@ -24,6 +24,7 @@ pub(crate) struct TopicLabel {
 pub struct BusMetrics {
     pub(crate) produced: Family<TopicLabel, Counter>,
     pub(crate) delivery_failures: Family<TopicLabel, Counter>,
+    pub(crate) resent: Family<TopicLabel, Counter>,
     pub(crate) consumed: Family<PartitionLabels, Counter>,
     pub(crate) undecodable: Family<PartitionLabels, Counter>,
     pub(crate) committed: Family<PartitionLabels, Gauge>,
@@ -44,6 +45,11 @@ impl BusMetrics {
             "vigie_kafka_delivery_failures",
             "Messages the producer could not deliver; their batch is not acknowledged and is replayed",
             m.delivery_failures.clone(),
+        );
+        registry.register(
+            "vigie_kafka_resent",
+            "Messages the brokers refused for a passing reason (a broker shutting down) and the producer sent again",
+            m.resent.clone(),
         );
         registry.register("vigie_kafka_consumed", "Messages received by a consumer group member", m.consumed.clone());
         registry.register(

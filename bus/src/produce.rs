@@ -13,6 +13,7 @@ use std::time::Duration;
 use collector::{AckToken, Batch};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tokio::sync::mpsc;
@@ -69,6 +70,7 @@ pub struct Outgoing {
 pub struct Deliveries {
     topic: String,
     pending: Vec<DeliveryFuture>,
+    producer: FutureProducer,
     metrics: BusMetrics,
 }
 
@@ -78,27 +80,113 @@ impl std::fmt::Debug for Deliveries {
     }
 }
 
+/// How many times a message the brokers refused is sent again before its batch fails.
+const RESEND_ATTEMPTS: u32 = 10;
+
+/// Whether a message refused with `error` may be sent again. librdkafka already retries
+/// what Kafka calls retriable; what reaches us is final for librdkafka, but a broker that
+/// is shutting down answers in-flight produces with UNKNOWN_SERVER_ERROR (tansu does), and
+/// a restarted broker then takes them. Refusals that another try cannot change are final.
+fn resendable(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    match error {
+        KafkaError::MessageProduction(code) => !matches!(
+            code,
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidMessage
+                | C::MessageBatchTooLarge
+                | C::InvalidRecord
+                | C::InvalidRequiredAcks
+                | C::InvalidTopic
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::Fatal
+                | C::Fenced
+        ),
+        _ => false,
+    }
+}
+
 impl Deliveries {
-    /// Resolves once the brokers acknowledged every message, or with the first failure.
+    /// Resolves once the brokers acknowledged every message, or with the first final failure.
+    ///
+    /// A message refused for a reason another try can change (see [`resendable`]) is sent
+    /// again, up to [`RESEND_ATTEMPTS`] times with a growing pause. The batch's token waits
+    /// meanwhile, so the source's checkpoint does not pass it. A re-sent message may land
+    /// after newer messages of its key, or twice when the refusal came after the write: the
+    /// consumers are idempotent by event id, so the archive still holds it once.
     pub async fn wait(self) -> Result<(), BusError> {
-        let label = TopicLabel { topic: self.topic.clone() };
-        let mut first_error = None;
+        let Deliveries { topic, mut pending, producer, metrics } = self;
+        let label = TopicLabel { topic: topic.clone() };
         let mut delivered = 0;
-        for future in self.pending {
-            match future.await {
-                Ok(Ok(_)) => delivered += 1,
-                Ok(Err((e, _))) => {
-                    self.metrics.delivery_failures.get_or_create(&label).inc();
-                    first_error.get_or_insert(BusError::Kafka(e));
-                }
-                Err(_cancelled) => {
-                    self.metrics.delivery_failures.get_or_create(&label).inc();
-                    first_error.get_or_insert(BusError::ProducerGone);
+        let mut attempt = 0;
+        let result = loop {
+            let mut again = Vec::new();
+            let mut failure = None;
+            for future in pending {
+                match future.await {
+                    Ok(Ok(_)) => delivered += 1,
+                    Ok(Err((e, message))) if attempt < RESEND_ATTEMPTS && resendable(&e) => again.push((e, message)),
+                    Ok(Err((e, _))) => {
+                        metrics.delivery_failures.get_or_create(&label).inc();
+                        failure.get_or_insert(BusError::Kafka(e));
+                    }
+                    Err(_cancelled) => {
+                        metrics.delivery_failures.get_or_create(&label).inc();
+                        failure.get_or_insert(BusError::ProducerGone);
+                    }
                 }
             }
+            if let Some(e) = failure {
+                break Err(e);
+            }
+            let Some((first_error, _)) = again.first() else { break Ok(()) };
+            attempt += 1;
+            let pause = Duration::from_millis(250 << attempt.min(6)).min(Duration::from_secs(10));
+            tracing::warn!(topic = %topic, messages = again.len(), attempt, error = %first_error, ?pause,
+                "the brokers refused messages; sending them again");
+            metrics.resent.get_or_create(&label).inc_by(again.len() as u64);
+            tokio::time::sleep(pause).await;
+            pending = Vec::with_capacity(again.len());
+            for (_, message) in &again {
+                let timestamp = message.timestamp().to_millis();
+                pending.push(send_one(&producer, &topic, message.key(), message.payload(), timestamp).await?);
+            }
+        };
+        metrics.produced.get_or_create(&label).inc_by(delivered);
+        result
+    }
+}
+
+/// Queues one message; waits only while librdkafka's local queue is full.
+async fn send_one(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    timestamp: Option<i64>,
+) -> Result<DeliveryFuture, BusError> {
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(payload) = payload {
+        record = record.payload(payload);
+    }
+    if let Some(timestamp) = timestamp {
+        record = record.timestamp(timestamp);
+    }
+    loop {
+        match producer.send_result(record) {
+            Ok(future) => return Ok(future),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                // The local queue is full (brokers slow or away): wait, never drop.
+                record = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(BusError::Kafka(e)),
         }
-        self.metrics.produced.get_or_create(&label).inc_by(delivered);
-        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -118,26 +206,18 @@ impl Publisher {
     pub async fn send_all(&self, topic: &str, messages: Vec<Outgoing>) -> Result<Deliveries, BusError> {
         let mut pending = Vec::with_capacity(messages.len());
         for message in &messages {
-            let mut record = FutureRecord::to(topic)
-                .key(message.key.as_bytes())
-                .payload(&message.payload)
-                .timestamp(message.timestamp.as_millisecond());
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(future) => {
-                        pending.push(future);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // The local queue is full (brokers slow or away): wait, never drop.
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(BusError::Kafka(e)),
-                }
-            }
+            let timestamp = Some(message.timestamp.as_millisecond());
+            pending.push(
+                send_one(&self.producer, topic, Some(message.key.as_bytes()), Some(&message.payload), timestamp)
+                    .await?,
+            );
         }
-        Ok(Deliveries { topic: topic.to_owned(), pending, metrics: self.metrics.clone() })
+        Ok(Deliveries {
+            topic: topic.to_owned(),
+            pending,
+            producer: self.producer.clone(),
+            metrics: self.metrics.clone(),
+        })
     }
 
     /// Waits up to `timeout` for every queued message to be delivered.
@@ -200,5 +280,26 @@ async fn acknowledge_when_delivered(deliveries: Deliveries, ack: AckToken) {
             tracing::error!(error = %e, "kafka did not acknowledge a batch; it stays before the checkpoint and is replayed");
             ack.fail();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passing_refusals_are_sent_again_and_final_ones_are_not() {
+        let refused = |code| KafkaError::MessageProduction(code);
+        // What a broker shutting down answers, and what a leader move or a full broker answer.
+        for code in [RDKafkaErrorCode::Unknown, RDKafkaErrorCode::NotEnoughReplicas, RDKafkaErrorCode::MessageTimedOut]
+        {
+            assert!(resendable(&refused(code)), "{code:?}");
+        }
+        for code in
+            [RDKafkaErrorCode::MessageSizeTooLarge, RDKafkaErrorCode::TopicAuthorizationFailed, RDKafkaErrorCode::Fatal]
+        {
+            assert!(!resendable(&refused(code)), "{code:?}");
+        }
+        assert!(!resendable(&KafkaError::Canceled));
     }
 }

@@ -10,6 +10,7 @@ mod crash;
 mod demo;
 mod fail2ban;
 mod files;
+mod kafka;
 mod loadtest;
 mod metrics;
 mod parse;
