@@ -431,7 +431,8 @@ async fn api_overview(State(state): State<AppState>) -> Result<axum::Json<serde_
 
 #[derive(Debug, Default, serde::Deserialize)]
 struct MonthQuery {
-    /// `2025-04`
+    /// `2025-04` (`?mois=` on the pages, `?month=` in the API).
+    #[serde(alias = "month")]
     mois: Option<String>,
 }
 
@@ -461,12 +462,15 @@ async fn availability(
     Ok(Html(pages::availability(&ctx, month_day(&q, state.today()), month.as_ref()).into_string()))
 }
 
-async fn api_availability(
-    State(state): State<AppState>,
-    Query(q): Query<MonthQuery>,
-) -> Result<axum::Json<serde_json::Value>, AppError> {
+async fn api_availability(State(state): State<AppState>, Query(q): Query<MonthQuery>) -> Result<Response, AppError> {
+    if let Some(m) = &q.mois
+        && format!("{m}-01").parse::<Date>().is_err()
+    {
+        let error = format!("month={m}: write the month as YYYY-MM, e.g. month=2025-04");
+        return Ok((StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({ "error": error }))).into_response());
+    }
     let month = availability_data(&state, &q).await?;
-    Ok(axum::Json(serde_json::json!({ "configured": month.is_some(), "month": month })))
+    Ok(axum::Json(serde_json::json!({ "configured": month.is_some(), "month": month })).into_response())
 }
 
 // ---- Sécurité ----

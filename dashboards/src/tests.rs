@@ -627,6 +627,31 @@ impl SeriesService for Recorder {
     }
 }
 
+impl AvailabilityService for Recorder {
+    fn up_now(&self, _: Timestamp) -> ServiceResult<Option<bool>> {
+        Ok(Some(true))
+    }
+    fn month(&self, day: jiff::civil::Date, _: Timestamp) -> ServiceResult<MonthAvailability> {
+        Ok(MonthAvailability { year: day.year(), month: day.month(), days: Vec::new(), ratio: 0.999, required: 1.0 })
+    }
+}
+
+#[tokio::test]
+async fn the_availability_api_takes_the_month_asked_and_refuses_a_bad_one() {
+    let recorder = Arc::new(Recorder::default());
+    let f = fixture_with(ServerSettings::default(), Services { availability: Some(recorder), ..Services::default() });
+    let s = f.login(Role::Viewer).await;
+    let api: serde_json::Value =
+        serde_json::from_str(&f.get("/api/v1/availability?month=2025-04", Some(&s)).await.body).unwrap();
+    assert_eq!((api["month"]["year"].as_i64(), api["month"]["month"].as_i64()), (Some(2025), Some(4)), "{api}");
+    let bad = f.get("/api/v1/availability?month=avril", Some(&s)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("YYYY-MM"), "{}", bad.body);
+    // Without a month: the current one (the fixture's clock is in September 2025).
+    let api: serde_json::Value = serde_json::from_str(&f.get("/api/v1/availability", Some(&s)).await.body).unwrap();
+    assert_eq!(api["month"]["month"].as_i64(), Some(9), "{api}");
+}
+
 #[tokio::test]
 async fn panels_read_the_series_scaled_with_a_forecast() {
     let recorder = Arc::new(Recorder::default());
