@@ -195,7 +195,7 @@ mod tests {
         while text.len() < 3 << 20 {
             let line: String = (0..i % 301).map(|k| char::from(b'a' + ((i + k) % 26) as u8)).collect();
             text.extend_from_slice(line.as_bytes());
-            text.extend_from_slice(if i % 7 == 0 { b"\r\n" } else { b"\n" });
+            text.extend_from_slice(if i.is_multiple_of(7) { b"\r\n" } else { b"\n" });
             expected.push(line);
             i += 1;
         }
