@@ -392,6 +392,19 @@ pub(crate) struct AlertingConfig {
     /// `to = ["rssi@ville.fr"]`: more recipients for some alerts (on-call gets them all).
     #[serde(default)]
     pub(crate) route: Vec<RouteConfig>,
+    /// `[[alerting.hold]] rules = ["ent.server-errors"]`, `for = "2m"`: alerts of these rules
+    /// stay pending that long before anybody is told (a condition that clears by itself).
+    #[serde(default)]
+    pub(crate) hold: Vec<HoldConfig>,
+}
+
+/// Alerts of rules starting with one of `rules` stay pending for `for` before they fire.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HoldConfig {
+    pub(crate) rules: Spanned<Vec<String>>,
+    #[serde(rename = "for")]
+    pub(crate) hold_for: Spanned<String>,
 }
 
 /// Extra recipients for the alerts of at least `severity` whose rule starts with one of `rules`.
@@ -938,6 +951,18 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
             alerting::Route { min_severity, rule_prefixes: r.rules.clone(), to: r.to.get_ref().clone() }
         })
         .collect();
+    let holds = raw
+        .alerting
+        .hold
+        .iter()
+        .map(|h| {
+            if h.rules.get_ref().is_empty() {
+                at(h.rules.span(), "alerting.hold.rules", "the hold names no rule".into(), "rules = [\"ent.\"]");
+            }
+            let hold_for = duration(&h.hold_for, "alerting.hold.for", &mut at);
+            alerting::Hold { rule_prefixes: h.rules.get_ref().clone(), hold_for }
+        })
+        .collect();
     let policy = alerting::AlertPolicy {
         resolve_after,
         repeat_every,
@@ -953,6 +978,7 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
             .map(|i| alerting::Inhibition { source_rule: i.source.clone(), target_rules: i.targets.clone() })
             .collect(),
         routes,
+        holds,
     };
     let ack_valid_for = duration(&raw.alerting.ack_valid_for, "alerting.ack_valid_for", &mut at);
     let n = &raw.alerting.notices;
@@ -1298,6 +1324,12 @@ mod tests {
                 to: vec!["rssi@ville.fr".into()]
             }]
         );
+        let held = format!("{text}\n[[alerting.hold]]\nrules = [\"ent.server-errors\"]\nfor = \"2m\"\n");
+        let config = parse(Path::new("/etc/vigie.toml"), &held).unwrap();
+        assert_eq!(config.policy.hold_for("ent.server-errors"), Some(Duration::from_secs(120)));
+        assert_eq!(config.policy.hold_for("web.sqli"), None);
+        let p = problems(&held.replace("\"2m\"", "\"soon\""));
+        assert_eq!((p.len(), p[0].key.as_str()), (1, "alerting.hold.for"), "{p:#?}");
         let bad = text.replace("\"critical\"", "\"urgent\"");
         let p = problems(&bad);
         assert_eq!(p.len(), 1, "{p:#?}");

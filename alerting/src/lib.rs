@@ -37,7 +37,7 @@ pub use outbox::{Attachment, Email, Outbox, OutboxEntry, OutboxState, OutboxStat
 pub use report::{CHROMIUM, MonthlyReport, monthly_report, previous_month, render_pdf, write_files};
 pub use run::{ServiceOutage, notices_tick, run_alerts, run_notices};
 pub use store::{
-    AckLinks, Alert, AlertFilter, AlertPolicy, AlertState, AlertStore, HistoryEntry, Inhibition, Route, Silence,
+    AckLinks, Alert, AlertFilter, AlertPolicy, AlertState, AlertStore, HistoryEntry, Hold, Inhibition, Route, Silence,
     SilenceMatcher, TickReport,
 };
 pub use token::{Claims, SigningKey};

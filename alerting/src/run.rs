@@ -43,6 +43,7 @@ pub async fn run_alerts(
                 let now = Timestamp::now();
                 match tokio::task::spawn_blocking(move || lock(&store).tick(now)).await? {
                     Ok(report) => {
+                        metrics.fired(report.promoted);
                         metrics.resolved(report.resolved);
                         metrics.reminders(report.reminders_queued);
                     }

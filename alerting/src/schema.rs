@@ -151,6 +151,46 @@ CREATE TABLE outbox_attachment (
     PRIMARY KEY (outbox_id, position)
 );
 "#,
+    r#"
+-- alerts may be pending (held for their rule's `for` before they fire): SQLite cannot widen a
+-- CHECK constraint in place, so the table is rebuilt (foreign keys are off: the tables that
+-- reference `alert` by name keep referencing it)
+CREATE TABLE alert_v4 (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    title TEXT NOT NULL,
+    description TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    cctp_class TEXT NOT NULL,
+    mitre TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'firing', 'resolved')),
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    resolved_at INTEGER,
+    count INTEGER NOT NULL,
+    last_evidence TEXT NOT NULL,
+    source_ip TEXT,
+    user_name TEXT,
+    last_notified_at INTEGER,
+    repeats INTEGER NOT NULL DEFAULT 0,
+    acknowledged_at INTEGER,
+    acknowledged_by TEXT
+);
+INSERT INTO alert_v4 (id, rule, key, title, description, severity, cctp_class, mitre, state, first_seen,
+                      last_seen, resolved_at, count, last_evidence, source_ip, user_name, last_notified_at,
+                      repeats, acknowledged_at, acknowledged_by)
+SELECT id, rule, key, title, description, severity, cctp_class, mitre, state, first_seen, last_seen,
+       resolved_at, count, last_evidence, source_ip, user_name, last_notified_at, repeats, acknowledged_at,
+       acknowledged_by
+FROM alert;
+DROP TABLE alert;
+ALTER TABLE alert_v4 RENAME TO alert;
+-- at most one open (pending or firing) alert per group
+CREATE UNIQUE INDEX alert_firing_group ON alert (rule, key) WHERE state = 'firing';
+CREATE UNIQUE INDEX alert_pending_group ON alert (rule, key) WHERE state = 'pending';
+CREATE INDEX alert_state_last_seen ON alert (state, last_seen);
+"#,
 ];
 
 /// Records one action in the journal (who did what to which subject, when).
@@ -194,4 +234,58 @@ pub(crate) fn enum_to_sql<T: serde::Serialize>(value: &T) -> Result<String, Aler
 pub(crate) fn enum_from_sql<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, AlertError> {
     serde_json::from_value(serde_json::Value::String(s.to_owned()))
         .map_err(|e| AlertError::Corrupt(format!("unknown stored value {s:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written by the version before pending alerts (schema 3) opens, keeps its
+    /// alerts with their acknowledgements and references, and takes pending alerts.
+    #[test]
+    fn the_alert_table_rebuild_keeps_every_alert() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerting.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            conn.execute_batch(
+                "INSERT INTO alert (id, rule, key, title, description, severity, cctp_class, state, first_seen,
+                                    last_seen, count, last_evidence, repeats, acknowledged_at, acknowledged_by)
+                 VALUES (7, 'web.sqli', 'source.ip=203.0.113.9', 'T', 'D', 'critical', 'securite_mineure',
+                         'firing', 1000, 2000, 3, 'E', 2, 1500, 'j.durand');
+                 INSERT INTO seen_detection (id, alert_id, ingested_at) VALUES ('web.sqli:1', 7, 1000);",
+            )
+            .unwrap();
+        }
+        let conn = open(&path).unwrap();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let kept: (String, i64, i64, String) = conn
+            .query_row("SELECT state, count, repeats, acknowledged_by FROM alert WHERE id = 7", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap();
+        assert_eq!(kept, ("firing".into(), 3, 2, "j.durand".into()));
+        let joined: i64 = conn
+            .query_row("SELECT a.id FROM seen_detection s JOIN alert a ON a.id = s.alert_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(joined, 7);
+        let insert = |state: &str| {
+            conn.execute(
+                "INSERT INTO alert (rule, key, title, description, severity, cctp_class, state, first_seen,
+                                    last_seen, count, last_evidence)
+                 VALUES ('web.sqli', 'source.ip=203.0.113.9', 'T', 'D', 'critical', 'securite_mineure', ?1,
+                         1, 1, 1, 'E')",
+                [state],
+            )
+        };
+        assert!(insert("pending").is_ok(), "pending is a state now");
+        assert!(insert("pending").is_err(), "one pending alert per group");
+        assert!(insert("firing").is_err(), "one firing alert per group");
+        assert!(insert("sleeping").is_err(), "the CHECK still refuses unknown states");
+    }
 }

@@ -44,6 +44,29 @@ pub struct AlertPolicy {
     /// Who else hears of which alerts, by severity and rule (the security officer gets the
     /// critical security alerts, the DBA the MariaDB ones…). On-call gets every alert anyway.
     pub routes: Vec<Route>,
+    /// Rules whose alerts stay pending for a while before they fire: a condition that clears
+    /// by itself within `for` (a short burst of 502s during a deploy) tells nobody.
+    pub holds: Vec<Hold>,
+}
+
+/// Alerts of rules starting with one of `rule_prefixes` stay pending until their detections
+/// have gone on for `hold_for` (without a quiet `resolve_after` in between).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub rule_prefixes: Vec<String>,
+    pub hold_for: Duration,
+}
+
+impl AlertPolicy {
+    /// How long alerts of `rule` stay pending; `None`: they fire at once.
+    pub fn hold_for(&self, rule: &str) -> Option<Duration> {
+        self.holds
+            .iter()
+            .filter(|h| h.rule_prefixes.iter().any(|p| rule.starts_with(p.as_str())))
+            .map(|h| h.hold_for)
+            .filter(|d| !d.is_zero())
+            .max()
+    }
 }
 
 /// Extra recipients for the alerts of at least `min_severity` whose rule starts with one of
@@ -151,6 +174,8 @@ impl AlertPolicy {
 /// Where an alert is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AlertState {
+    /// Seen, but held for its rule's `for` duration before anybody is told (`[[alerting.hold]]`).
+    Pending,
     Firing,
     Resolved,
 }
@@ -158,6 +183,7 @@ pub enum AlertState {
 impl AlertState {
     fn as_sql(self) -> &'static str {
         match self {
+            AlertState::Pending => "pending",
             AlertState::Firing => "firing",
             AlertState::Resolved => "resolved",
         }
@@ -165,6 +191,7 @@ impl AlertState {
 
     fn from_sql(s: &str) -> Result<Self, AlertError> {
         match s {
+            "pending" => Ok(AlertState::Pending),
             "firing" => Ok(AlertState::Firing),
             "resolved" => Ok(AlertState::Resolved),
             other => Err(AlertError::Corrupt(format!("unknown alert state {other:?}"))),
@@ -234,6 +261,8 @@ pub struct Silence {
 /// What a [`AlertStore::tick`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TickReport {
+    /// Pending alerts whose hold ended: they fire now.
+    pub promoted: usize,
     pub resolved: usize,
     pub reminders_queued: usize,
     /// Firing alerts whose silence ended, notified now for the first time.
@@ -376,7 +405,7 @@ impl AlertStore {
             }
             let open: Option<i64> = tx
                 .query_row(
-                    "SELECT id FROM alert WHERE rule = ?1 AND key = ?2 AND state = 'firing'",
+                    "SELECT id FROM alert WHERE rule = ?1 AND key = ?2 AND state IN ('firing', 'pending')",
                     params![d.rule, d.key],
                     |r| r.get(0),
                 )
@@ -386,6 +415,7 @@ impl AlertStore {
                     update_alert(&tx, id, d)?;
                     id
                 }
+                None if self.policy.hold_for(&d.rule).is_some() => open_pending(&tx, d)?,
                 None => {
                     fired += 1;
                     open_alert(&tx, d, &self.policy, now)?
@@ -405,6 +435,24 @@ impl AlertStore {
     pub fn tick(&mut self, now: Timestamp) -> Result<TickReport, AlertError> {
         let tx = self.conn.transaction()?;
         let mut report = TickReport::default();
+
+        // Pending alerts: gone quiet before their hold ended, they end untold; held long
+        // enough, they fire (and are told just below, with the alerts a silence kept quiet).
+        let pending: Vec<(i64, String, i64, i64)> = {
+            let mut stmt = tx.prepare("SELECT id, rule, first_seen, last_seen FROM alert WHERE state = 'pending'")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?
+        };
+        for (id, rule, first_seen, last_seen) in pending {
+            let now_ms = to_ms(now);
+            if last_seen <= now_ms - millis(self.policy.resolve_after) {
+                tx.execute("UPDATE alert SET state = 'resolved', resolved_at = ?2 WHERE id = ?1", params![id, now_ms])?;
+                tracing::info!(alert = id, rule, "pending alert ended before it fired: nobody told");
+            } else if self.policy.hold_for(&rule).is_none_or(|hold| now_ms - first_seen >= millis(hold)) {
+                tx.execute("UPDATE alert SET state = 'firing' WHERE id = ?1", [id])?;
+                report.promoted += 1;
+                tracing::info!(alert = id, rule, "pending alert fires");
+            }
+        }
 
         // Quiet alerts end now; the on-call hears of the end only if they heard of the start
         // and no silence covers the alert today.
@@ -668,6 +716,31 @@ impl AlertStore {
     }
 }
 
+/// Opens a pending alert for the first detection of a held rule: nobody is told yet.
+fn open_pending(tx: &Transaction<'_>, d: &Detection) -> Result<i64, AlertError> {
+    tx.execute(
+        "INSERT INTO alert (rule, key, title, description, severity, cctp_class, mitre, state,
+                            first_seen, last_seen, count, last_evidence, source_ip, user_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, 1, ?9, ?10, ?11)",
+        params![
+            d.rule,
+            d.key,
+            d.title,
+            d.description,
+            enum_to_sql(&d.severity)?,
+            enum_to_sql(&d.cctp_class)?,
+            d.mitre,
+            to_ms(d.timestamp),
+            d.evidence,
+            d.source_ip.map(|ip| ip.to_string()),
+            d.user_name
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    tracing::info!(alert = id, rule = %d.rule, key = %d.key, "alert pending");
+    Ok(id)
+}
+
 /// Opens a firing alert for the first detection of a group and, unless silenced, queues its
 /// email in the caller's transaction.
 fn open_alert(tx: &Transaction<'_>, d: &Detection, policy: &AlertPolicy, now: Timestamp) -> Result<i64, AlertError> {
@@ -758,6 +831,7 @@ pub(crate) mod tests {
                 target_rules: vec!["ent.server-errors".into()],
             }],
             routes: Vec::new(),
+            holds: Vec::new(),
         }
     }
 
@@ -802,6 +876,55 @@ pub(crate) mod tests {
 
     fn firing(store: &AlertStore) -> Vec<Alert> {
         store.alerts(AlertFilter { state: Some(AlertState::Firing), limit: 10 }).unwrap()
+    }
+
+    #[test]
+    fn held_rules_stay_pending_then_fire_or_end_untold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.sqlite");
+        let mut policy = policy();
+        policy.holds = vec![Hold { rule_prefixes: vec!["brute".into()], hold_for: Duration::from_secs(5 * 60) }];
+        assert_eq!(policy.hold_for("brute_force"), Some(Duration::from_secs(300)));
+        assert_eq!(policy.hold_for("web.sqli"), None);
+        let mut store = AlertStore::open(&path, policy).unwrap();
+        let outbox = Outbox::open(&path).unwrap();
+        let pending = |store: &AlertStore| store.alerts(AlertFilter { state: Some(AlertState::Pending), limit: 10 });
+
+        // Seen at 08:00: pending, nobody told.
+        assert_eq!(
+            store.ingest(&[detection(1, "203.0.113.9", "2025-04-07T08:00:00Z")], t("2025-04-07T08:00:00Z")).unwrap(),
+            0
+        );
+        assert_eq!(pending(&store).unwrap().len(), 1);
+        assert!(queued(&outbox).is_empty());
+        assert_eq!(store.tick(t("2025-04-07T08:02:00Z")).unwrap().promoted, 0, "held for 5 min");
+        // Still going at 08:04; at 08:05:30 the hold is over: it fires and on-call is told.
+        store.ingest(&[detection(2, "203.0.113.9", "2025-04-07T08:04:00Z")], t("2025-04-07T08:04:00Z")).unwrap();
+        assert_eq!(pending(&store).unwrap()[0].count, 2, "one alert, counted");
+        let report = store.tick(t("2025-04-07T08:05:30Z")).unwrap();
+        assert_eq!(report.promoted, 1);
+        let fired = firing(&store);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].first_seen, t("2025-04-07T08:00:00Z"), "dated from the first detection");
+        let emails = queued(&outbox);
+        assert_eq!(emails.len(), 1);
+        assert!(emails[0].email.subject.starts_with("[Vigie] CRITIQUE"), "{}", emails[0].email.subject);
+
+        // Another address: one detection, then quiet for resolve_after: it ends untold.
+        store.ingest(&[detection(3, "198.51.100.7", "2025-04-07T09:00:00Z")], t("2025-04-07T09:00:00Z")).unwrap();
+        store.tick(t("2025-04-07T09:03:00Z")).unwrap();
+        assert_eq!(pending(&store).unwrap().len(), 1);
+        let report = store.tick(t("2025-04-07T09:16:00Z")).unwrap();
+        assert_eq!(report.promoted, 0);
+        assert!(pending(&store).unwrap().is_empty());
+        // Both ended by then (the first one quiet since 08:04): the fired one with its "résolu".
+        let ended = store.alerts(AlertFilter { state: Some(AlertState::Resolved), limit: 10 }).unwrap();
+        assert_eq!(ended.len(), 2);
+        assert!(ended.iter().any(|a| a.source_ip == Some("198.51.100.7".parse().unwrap())));
+        let subjects: Vec<String> = queued(&outbox).into_iter().map(|e| e.email.subject).collect();
+        assert_eq!(subjects.len(), 2, "{subjects:?}");
+        assert!(subjects[1].starts_with("[Vigie] RÉSOLU") && subjects[1].contains("203.0.113.9"), "{subjects:?}");
+        assert!(!subjects.iter().any(|s| s.contains("198.51.100.7")), "nobody was told of it, nor of its end");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -43,13 +43,31 @@ pub fn open_sqlite(path: &Path, migrations: &[&str]) -> Result<Connection, State
     if found > supported {
         return Err(StateError::TooNew { path: path.to_owned(), found, supported });
     }
+    // SQLite's procedure for schema changes: foreign keys off outside the transaction (a
+    // migration may rebuild a referenced table), checked before each commit, then back on.
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).map_err(open_err)?;
+    let pending = (found as usize) < migrations.len();
+    if pending && enforced {
+        conn.pragma_update(None, "foreign_keys", false).map_err(open_err)?;
+    }
     for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
         let version = i as i64 + 1;
         let migrate_err = |source| StateError::Migrate { path: path.to_owned(), version, source };
         let tx = conn.transaction().map_err(migrate_err)?;
         tx.execute_batch(sql).map_err(migrate_err)?;
+        let broken: Option<String> =
+            tx.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional().map_err(migrate_err)?;
+        if let Some(table) = broken {
+            return Err(migrate_err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                Some(format!("the migration leaves rows of {table} pointing at nothing")),
+            )));
+        }
         tx.pragma_update(None, "user_version", version).map_err(migrate_err)?;
         tx.commit().map_err(migrate_err)?;
+    }
+    if pending && enforced {
+        conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
     }
     Ok(conn)
 }

@@ -250,7 +250,11 @@ pub(crate) fn login(token: &str, next: Option<&str>, error: Option<&str>) -> Mar
 pub(crate) fn alert_json(a: &alerting::Alert) -> serde_json::Value {
     serde_json::json!({
         "id": a.id, "rule": a.rule, "title": a.title, "key": a.key,
-        "state": if a.state == alerting::AlertState::Firing { "firing" } else { "resolved" },
+        "state": match a.state {
+            alerting::AlertState::Pending => "pending",
+            alerting::AlertState::Firing => "firing",
+            alerting::AlertState::Resolved => "resolved",
+        },
         "severity": severity_fr(a.severity), "first_seen": a.first_seen, "last_seen": a.last_seen,
         "count": a.count, "cctp_class": a.cctp_class.label(), "source_ip": a.source_ip,
         "acknowledged_by": a.acknowledged.as_ref().map(|(by, _)| by),
@@ -270,6 +274,7 @@ fn alerts_table(ctx: &Ctx<'_>, alerts: &[alerting::Alert]) -> Markup {
                     @for a in alerts {
                         tr id={"alerte-" (a.id)} {
                             @match a.state {
+                                alerting::AlertState::Pending => td.muted { "en attente" },
                                 alerting::AlertState::Firing => td.firing { "en cours" },
                                 alerting::AlertState::Resolved => td.resolved { "résolue" },
                             }

@@ -68,6 +68,7 @@ fn fixture_with(settings: ServerSettings, services: Services) -> Fixture {
         ack: None,
         inhibit: Vec::new(),
         routes: Vec::new(),
+        holds: Vec::new(),
     };
     let db = dir.path().join("alerts.sqlite");
     let mut writer = alerting::AlertStore::open(&db, policy.clone()).unwrap();
