@@ -444,7 +444,8 @@ pub(crate) fn monthly_report(config_file: &Path, month: &str, out: &Path) -> any
         .split_once('-')
         .and_then(|(y, m)| Some((y.parse::<i16>().ok()?, m.parse::<i8>().ok()?)))
         .with_context(|| format!("--month {month}: write it YYYY-MM, like 2025-04"))?;
-    let report = alerting::monthly_report(&o.db, y, m, &o.config.time_zone, Timestamp::now())?;
+    let report =
+        alerting::monthly_report(&o.db, y, m, &o.config.time_zone, &o.config.notice_policy.backups, Timestamp::now())?;
     let written = alerting::write_files(&report, out);
     if written.is_empty() {
         anyhow::bail!("cannot write the report into {}", out.display());

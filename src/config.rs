@@ -1014,6 +1014,7 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
         maintenance_silences: n.maintenance_silences.clone(),
         outage_rules: n.outage_rules.clone(),
         demo_approve_after,
+        backups: Vec::new(),
     };
     let incident_policy =
         alerting::IncidentPolicy { time_zone: time_zone.clone(), from: raw.alerting.from.clone(), escalate_to };
@@ -1035,6 +1036,7 @@ fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem
     }
     let enricher = build_enricher(text, base, &raw.enrich, &mut at);
     let metrics = series::config::validate(&raw.scrape, &raw.probes, &raw.watch, base, &time_zone, &mut at);
+    notice_policy.backups = metrics.config.backups.clone();
     if let Some(schools) = enricher.schools() {
         notice_policy.directors = alerting::directors_from_schools(schools);
     }

@@ -76,6 +76,8 @@ pub struct NoticePolicy {
     pub outage_rules: Vec<String>,
     /// Demo only: a demo approver approves every notice that waited this long.
     pub demo_approve_after: Option<Duration>,
+    /// The watched backup locations, whose state the monthly report gives.
+    pub backups: Vec<collector::watch::BackupWatch>,
 }
 
 impl NoticePolicy {
@@ -533,7 +535,7 @@ impl Notices {
         if done.is_some() {
             return Ok(false);
         }
-        let report = crate::report::monthly_report(&self.db, year, month, &tz, now)?;
+        let report = crate::report::monthly_report(&self.db, year, month, &tz, &self.ctx.policy.backups, now)?;
         let dir = self.db.parent().unwrap_or(Path::new(".")).join("reports");
         let kept = crate::report::write_files(&report, &dir);
         // The PDF, when Chromium printed it, travels with the email (stored in the outbox).

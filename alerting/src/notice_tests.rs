@@ -33,6 +33,7 @@ pub(crate) fn notice_policy(n_directors: usize) -> NoticePolicy {
         maintenance_silences: vec!["ent.unavailable".into()],
         outage_rules: vec!["ent.unavailable".into()],
         demo_approve_after: None,
+        backups: Vec::new(),
     }
 }
 

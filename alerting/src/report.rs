@@ -70,7 +70,11 @@ th, td { border: 1px solid #bbb; padding: 0.2em 0.6em; text-align: left }
 {% endfor %}</table>{% else %}<p>Aucune alerte de sécurité.</p>{% endif %}
 
 <h2>Sauvegardes</h2>
-<p>{{ backups }}</p>
+{% if backups %}<p>État au {{ generated }} : une sauvegarde par jour, conservée {{ backup_days }} jours (CCTP).</p>
+<table>
+<tr><th>Emplacement</th><th>Jours présents</th><th>Jours manquants ou suspects</th><th>Sauvegarde de la veille</th></tr>
+{% for b in backups %}<tr><td><code>{{ b.location }}</code></td><td>{{ b.ok }} sur {{ b.days }}</td><td>{% if b.problems %}<span class="ko">{{ b.problems }}</span>{% else %}aucun{% endif %}</td><td>{{ b.yesterday }}</td></tr>
+{% endfor %}</table>{% else %}<p>Aucun emplacement de sauvegarde n'est surveillé (<code>[[watch.backups]]</code>) : état à joindre par l'exploitant.</p>{% endif %}
 </body></html>
 "#;
 
@@ -136,6 +140,7 @@ pub fn monthly_report(
     year: i16,
     month: i8,
     tz: &TimeZone,
+    backups: &[collector::watch::BackupWatch],
     now: Timestamp,
 ) -> Result<MonthlyReport, AlertError> {
     let first = Date::new(year, month, 1)
@@ -255,7 +260,8 @@ pub fn monthly_report(
             incidents_open => open,
             security => security,
             security_total => security_total,
-            backups => "L'état des sauvegardes n'est pas encore supervisé par Vigie : à joindre par l'exploitant.",
+            backups => backup_rows(backups, now),
+            backup_days => backups.iter().map(|b| b.days).max().unwrap_or(15),
         },
     )?;
     let summary = format!(
@@ -269,6 +275,55 @@ pub fn monthly_report(
         incidents.len(),
     );
     Ok(MonthlyReport { year, month, title, html, summary, availability: verdict.availability })
+}
+
+#[derive(Serialize)]
+struct BackupRow {
+    location: String,
+    ok: usize,
+    days: u32,
+    /// The missing or suspect days, in French; empty when none.
+    problems: String,
+    yesterday: String,
+}
+
+/// Each watched location's last days, checked now (the report states when).
+fn backup_rows(watches: &[collector::watch::BackupWatch], now: Timestamp) -> Vec<BackupRow> {
+    use collector::watch::BackupDayStatus as S;
+    watches
+        .iter()
+        .map(|w| {
+            let r = collector::watch::check_backups(w, now);
+            let day = |d: &collector::watch::BackupDay| format!("{:02}/{:02}", d.date.day(), d.date.month());
+            let problems: Vec<String> = match &r.error {
+                Some(e) => vec![format!("illisible : {e}")],
+                None => r
+                    .days
+                    .iter()
+                    .filter_map(|d| match d.status {
+                        S::Ok | S::Pending => None,
+                        S::Missing => Some(format!("{} absente", day(d))),
+                        S::Empty => Some(format!("{} vide", day(d))),
+                        S::Shrunk { ratio } => Some(format!("{} réduite à {:.0} %", day(d), ratio * 100.0)),
+                    })
+                    .collect(),
+            };
+            let yesterday = match r.days.iter().find(|d| d.days_ago == 1).map(|d| d.status) {
+                Some(S::Ok) => "présente".to_owned(),
+                Some(S::Pending) => "pas encore attendue".to_owned(),
+                Some(S::Missing) | None => "absente".to_owned(),
+                Some(S::Empty) => "vide".to_owned(),
+                Some(S::Shrunk { .. }) => "réduite".to_owned(),
+            };
+            BackupRow {
+                location: w.location.display().to_string(),
+                ok: r.days.iter().filter(|d| d.status == S::Ok).count(),
+                days: w.days,
+                problems: problems.join(", "),
+                yesterday,
+            }
+        })
+        .collect()
 }
 
 /// Prints `html_file` to `pdf_file` with headless Chromium, when `chromium` is installed.
@@ -334,6 +389,42 @@ pub fn previous_month(now: Timestamp, tz: &TimeZone) -> (i16, i8) {
 }
 
 #[cfg(test)]
+mod backup_tests {
+    use super::*;
+
+    #[test]
+    fn the_report_gives_each_backup_location_day_by_day() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2025-05-01 08:00 in Paris: D-1 is 30 April; 27 April is missing, 25 April is empty.
+        for day in 16..=30 {
+            if day == 27 {
+                continue;
+            }
+            let size = if day == 25 { 0 } else { 1000 };
+            std::fs::write(dir.path().join(format!("ent-2025-04-{day:02}.sql.gz")), vec![b'x'; size]).unwrap();
+        }
+        let watch = collector::watch::BackupWatch {
+            location: dir.path().to_owned(),
+            days: 15,
+            min_ratio: 0.5,
+            due_by: jiff::civil::Time::constant(6, 0, 0, 0),
+            time_zone: TimeZone::get("Europe/Paris").unwrap(),
+        };
+        let db = dir.path().join("alerting.sqlite");
+        let now: Timestamp = "2025-05-01T06:00:00Z".parse().unwrap();
+        let tz = TimeZone::get("Europe/Paris").unwrap();
+        let report = monthly_report(&db, 2025, 4, &tz, &[watch], now).unwrap();
+        let html = report.html.replace("&#x2f;", "/");
+        assert!(html.contains(&format!("<code>{}</code>", dir.path().display())), "{html}");
+        assert!(html.contains("13 sur 15"), "{html}");
+        assert!(html.contains("27/04 absente") && html.contains("25/04 vide"), "{html}");
+        assert!(html.contains("<td>présente</td>"), "yesterday's is there: {html}");
+        let none = monthly_report(&db, 2025, 4, &tz, &[], now).unwrap();
+        assert!(none.html.contains("Aucun emplacement de sauvegarde"), "{}", none.html);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::notice::tests::notice_policy;
@@ -370,7 +461,7 @@ mod tests {
         let b = reg.open_incident(IncidentClass::Sinistre, "Disque détruit", None, "m.martin", start).unwrap();
         reg.close(b, "restauration", "m.martin", t("2025-04-08T12:00:00Z")).unwrap();
 
-        let report = monthly_report(&db, 2025, 4, &tz, t("2025-05-01T08:00:00Z")).unwrap();
+        let report = monthly_report(&db, 2025, 4, &tz, &[], t("2025-05-01T08:00:00Z")).unwrap();
         assert_eq!(report.title, "Rapport d'exploitation de l'ENT — avril 2025");
         let expected = 1.0 - 45.0 / (30.0 * 21.0 * 60.0);
         assert!((report.availability - expected).abs() < 1e-9, "{}", report.availability);
@@ -383,12 +474,12 @@ mod tests {
             "sinistre serveur",
             "délai respecté",
             "délai dépassé de",
-            "L&#x27;état des sauvegardes",
+            "Aucun emplacement de sauvegarde",
         ] {
             assert!(report.html.contains(part), "{part:?} missing from the report");
         }
         assert!(report.summary.contains("Jours avec indisponibilité : 1 sur 30"), "{}", report.summary);
-        assert!(monthly_report(&db, 2025, 13, &tz, now_after()).is_err());
+        assert!(monthly_report(&db, 2025, 13, &tz, &[], now_after()).is_err());
     }
 
     fn now_after() -> Timestamp {
