@@ -716,12 +716,12 @@ impl AlertStore {
     }
 }
 
-/// Opens a pending alert for the first detection of a held rule: nobody is told yet.
-fn open_pending(tx: &Transaction<'_>, d: &Detection) -> Result<i64, AlertError> {
+/// Inserts the alert a group's first detection opens, in `state`; returns its id.
+fn insert_alert(tx: &Transaction<'_>, d: &Detection, state: AlertState) -> Result<i64, AlertError> {
     tx.execute(
         "INSERT INTO alert (rule, key, title, description, severity, cctp_class, mitre, state,
                             first_seen, last_seen, count, last_evidence, source_ip, user_name)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, 1, ?9, ?10, ?11)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?12, ?8, ?8, 1, ?9, ?10, ?11)",
         params![
             d.rule,
             d.key,
@@ -733,10 +733,16 @@ fn open_pending(tx: &Transaction<'_>, d: &Detection) -> Result<i64, AlertError> 
             to_ms(d.timestamp),
             d.evidence,
             d.source_ip.map(|ip| ip.to_string()),
-            d.user_name
+            d.user_name,
+            state.as_sql(),
         ],
     )?;
-    let id = tx.last_insert_rowid();
+    Ok(tx.last_insert_rowid())
+}
+
+/// Opens a pending alert for the first detection of a held rule: nobody is told yet.
+fn open_pending(tx: &Transaction<'_>, d: &Detection) -> Result<i64, AlertError> {
+    let id = insert_alert(tx, d, AlertState::Pending)?;
     tracing::info!(alert = id, rule = %d.rule, key = %d.key, "alert pending");
     Ok(id)
 }
@@ -745,25 +751,7 @@ fn open_pending(tx: &Transaction<'_>, d: &Detection) -> Result<i64, AlertError> 
 /// email in the caller's transaction.
 fn open_alert(tx: &Transaction<'_>, d: &Detection, policy: &AlertPolicy, now: Timestamp) -> Result<i64, AlertError> {
     let silenced = is_silenced(tx, &d.rule, &d.key, now)? || is_inhibited(tx, &d.rule, policy)?;
-    tx.execute(
-        "INSERT INTO alert (rule, key, title, description, severity, cctp_class, mitre, state,
-                            first_seen, last_seen, count, last_evidence, source_ip, user_name)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'firing', ?8, ?8, 1, ?9, ?10, ?11)",
-        params![
-            d.rule,
-            d.key,
-            d.title,
-            d.description,
-            enum_to_sql(&d.severity)?,
-            enum_to_sql(&d.cctp_class)?,
-            d.mitre,
-            to_ms(d.timestamp),
-            d.evidence,
-            d.source_ip.map(|ip| ip.to_string()),
-            d.user_name
-        ],
-    )?;
-    let id = tx.last_insert_rowid();
+    let id = insert_alert(tx, d, AlertState::Firing)?;
     if silenced {
         tracing::info!(alert = id, rule = %d.rule, key = %d.key, "alert fired while silenced");
     } else {
