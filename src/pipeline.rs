@@ -50,27 +50,7 @@ pub(crate) async fn run(
 
     // Stores first: a refusal (locked, newer format, unwritable) stops us before any task runs.
     let checkpoints = CheckpointStore::open(&data.join("state.sqlite")).context("opening the checkpoint store")?;
-    let mut archive = retention::Archive::open(&data.join("archive")).context("opening the archive")?;
-    let recorder = retention::Recorder::new(match &config.archive_routes {
-        Some(path) => retention::RouteTable::load(path)?,
-        None => retention::RouteTable::default(),
-    });
-    // Sealing and the daily purge run inside the archive stage (its only writer), at start and
-    // then hourly; both need the signing key (the purge certifies every deletion).
-    let maintenance = match &config.archive_key {
-        Some(path) => {
-            archive.set_key(retention::ArchiveKey::load(path)?);
-            Some(retention::Maintenance {
-                keep_days: config.keep_days,
-                grace: jiff::SignedDuration::try_from(config.seal_after).context("retention.seal_after")?,
-                every: Duration::from_secs(3600),
-            })
-        }
-        None => {
-            tracing::warn!("no [retention] signing_key: archive days are neither sealed nor purged");
-            None
-        }
-    };
+    let (archive, recorder, maintenance) = open_archive(&config, &data)?;
     let alerts_db = data.join("alerting.sqlite");
     // The key of the signed links in emails (approve a notice, acknowledge an alert).
     let signing_key =
@@ -377,6 +357,35 @@ pub(crate) async fn run(
     tracker.wait().await;
     let failures = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(RunSummary { failures })
+}
+
+/// The archive, its route table and, when the configuration names a signing key, its sealing
+/// and purge schedule (they run inside the archive stage, its only writer, at start and then
+/// hourly; both need the key: the purge certifies every deletion).
+pub(crate) fn open_archive(
+    config: &Config,
+    data: &DataDir,
+) -> anyhow::Result<(retention::Archive, retention::Recorder, Option<retention::Maintenance>)> {
+    let mut archive = retention::Archive::open(&data.join("archive")).context("opening the archive")?;
+    let recorder = retention::Recorder::new(match &config.archive_routes {
+        Some(path) => retention::RouteTable::load(path)?,
+        None => retention::RouteTable::default(),
+    });
+    let maintenance = match &config.archive_key {
+        Some(path) => {
+            archive.set_key(retention::ArchiveKey::load(path)?);
+            Some(retention::Maintenance {
+                keep_days: config.keep_days,
+                grace: jiff::SignedDuration::try_from(config.seal_after).context("retention.seal_after")?,
+                every: Duration::from_secs(3600),
+            })
+        }
+        None => {
+            tracing::warn!("no [retention] signing_key: archive days are neither sealed nor purged");
+            None
+        }
+    };
+    Ok((archive, recorder, maintenance))
 }
 
 /// Sends every batch to each durable branch; each holds its own clone of the ack token.

@@ -157,26 +157,8 @@ async fn run_consumer_role(
     match role {
         Role::Archiver => {
             let archive_metrics = retention::ArchiveMetrics::register(&mut registry);
-            let mut archive = retention::Archive::open(&data.join("archive")).context("opening the archive")?;
-            let recorder = retention::Recorder::new(match &config.archive_routes {
-                Some(path) => retention::RouteTable::load(path)?,
-                None => retention::RouteTable::default(),
-            });
             // Sealing and the purge run inside the archive stage, as in the embedded pipeline.
-            let maintenance = match &config.archive_key {
-                Some(path) => {
-                    archive.set_key(retention::ArchiveKey::load(path)?);
-                    Some(retention::Maintenance {
-                        keep_days: config.keep_days,
-                        grace: jiff::SignedDuration::try_from(config.seal_after).context("retention.seal_after")?,
-                        every: Duration::from_secs(3600),
-                    })
-                }
-                None => {
-                    tracing::warn!("no [retention] signing_key: archive days are neither sealed nor purged");
-                    None
-                }
-            };
+            let (archive, recorder, maintenance) = crate::pipeline::open_archive(&config, &data)?;
             // Bounded: a slow archive slows this consumer (its lag grows in Kafka), nothing else.
             let (tx, rx) = mpsc::channel::<Batch<Event>>(cap);
             let spec =
