@@ -6,6 +6,8 @@
 //! strings in the raw structs and compiled in [`Config::validate`], so a mistake points at the
 //! exact place in the file.
 
+use collector::DURATION_HINT;
+pub(crate) use collector::parse_duration;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -808,23 +810,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Parses durations written like `500ms`, `30s`, `5m`, `4h`, `2d`.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a duration"))?;
-    let unit_ms = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{s}` is not a duration")),
-    };
-    Ok(Duration::from_millis(n * unit_ms))
-}
-
 /// Records a problem: span in the file, key, message, hint.
 type Report<'a> = dyn FnMut(std::ops::Range<usize>, &str, String, &str) + 'a;
 
@@ -859,8 +844,6 @@ fn build_enricher(text: &str, base: &Path, raw: &EnrichConfig, at: &mut Report<'
     };
     collector::Enricher::new(geo, schools, raw.roles.clone())
 }
-
-const DURATION_HINT: &str = "write a number and a unit: \"500ms\", \"30s\", \"5m\", \"4h\", \"2d\"";
 
 fn validate(file: &Path, text: &str, raw: &RawConfig, problems: &mut Vec<Problem>) -> Config {
     let base = file.parent().unwrap_or(Path::new("."));

@@ -1,6 +1,7 @@
 //! The `[kafka]` section of the configuration: raw as written, then validated into
 //! [`KafkaSettings`] with every problem reported at once.
 
+use collector::parse_duration;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -213,23 +214,6 @@ impl KafkaConfig {
             librdkafka: self.librdkafka.clone(),
         })
     }
-}
-
-/// `500ms`, `30s`, `5m`, `4h`, `2d`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a duration"))?;
-    let ms = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{s}` is not a duration")),
-    };
-    Ok(Duration::from_millis(n * ms))
 }
 
 #[cfg(test)]

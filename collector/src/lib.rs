@@ -1,6 +1,7 @@
 //! What was observed: sources, parsers and the normalised event every later stage consumes.
 
 mod deadletter;
+mod duration;
 mod enrich;
 mod event;
 mod normalize;
@@ -14,6 +15,7 @@ mod telemetry;
 pub mod watch;
 
 pub use deadletter::DeadLetter;
+pub use duration::{DURATION_HINT, parse_duration};
 pub use enrich::{
     EnrichError, Enricher, GeoInfo, GeoIp, GeoIpConfig, RoleMap, SchoolEntry, Schools, run_geoip_reloader,
 };

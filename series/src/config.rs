@@ -2,6 +2,7 @@
 //! [`MetricsConfig`]. Values that need more than a type keep their place in the file
 //! (`toml::Spanned`) so that a mistake is reported at its line and column.
 
+use collector::{DURATION_HINT, parse_duration};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -255,24 +256,6 @@ impl MetricsSettings {
             },
         ]
     }
-}
-
-const DURATION_HINT: &str = "write a number and a unit: \"500ms\", \"30s\", \"5m\", \"4h\", \"2d\"";
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a duration"))?;
-    let unit_ms = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{s}` is not a duration")),
-    };
-    Ok(Duration::from_millis(n * unit_ms))
 }
 
 /// Validates the three sections; every problem goes to `at`. Relative paths are relative to `base`.
