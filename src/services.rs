@@ -300,6 +300,20 @@ impl AvailabilityDesk {
     }
 }
 
+/// Intervals sorted and coalesced: outages of several probes overlap, and count once.
+fn merged(intervals: impl Iterator<Item = (Timestamp, Timestamp)>) -> Vec<(Timestamp, Timestamp)> {
+    let mut sorted: Vec<_> = intervals.collect();
+    sorted.sort();
+    let mut out: Vec<(Timestamp, Timestamp)> = Vec::with_capacity(sorted.len());
+    for (start, end) in sorted {
+        match out.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => out.push((start, end)),
+        }
+    }
+    out
+}
+
 impl AvailabilityDesk {
     /// When availability probes started to watch, as far as the month of `day` goes: the
     /// first probe sample of the month (raw samples for the last two days, rollups before).
@@ -353,14 +367,10 @@ impl dashboards::AvailabilityService for AvailabilityDesk {
                 day: d.date,
                 window_start: d.window_start,
                 window_end: d.window_end,
-                outages: m
-                    .outages
-                    .iter()
-                    .filter_map(|o| {
-                        let (start, end) = (o.start.max(d.window_start), o.end.unwrap_or(now).min(d.window_end));
-                        (start < end).then_some((start, end))
-                    })
-                    .collect(),
+                outages: merged(m.outages.iter().filter_map(|o| {
+                    let (start, end) = (o.start.max(d.window_start), o.end.unwrap_or(now).min(d.window_end));
+                    (start < end).then_some((start, end))
+                })),
                 ratio: d.availability,
                 breach: d.verdict == "breached",
                 // Watched if a probe sample came before the window closed.
@@ -562,6 +572,13 @@ mod tests {
         let expected = (870.0 + 480.0) / (900.0 + 480.0);
         assert!((month.ratio - expected).abs() < 1e-9, "{} != {expected}", month.ratio);
         assert_eq!(desk.up_now(now).unwrap(), Some(true));
+    }
+
+    #[test]
+    fn overlapping_outages_of_several_probes_count_once() {
+        let t = |m: i64| Timestamp::from_second(1_750_000_000 + m * 60).unwrap();
+        let got = merged([(t(10), t(20)), (t(0), t(5)), (t(15), t(30)), (t(30), t(31)), (t(40), t(41))].into_iter());
+        assert_eq!(got, [(t(0), t(5)), (t(10), t(31)), (t(40), t(41))]);
     }
 
     #[test]
