@@ -334,7 +334,7 @@ pub(crate) async fn run(
         panels: dashboards::load_panels(config.server.panels_dir.as_deref()).context("reading the panel files")?,
         services: crate::services::wire(
             data.path(),
-            Some((desk_notices, desk_incidents)),
+            (desk_notices, desk_incidents),
             config.archive_key.as_deref(),
             &metrics_stage,
             &config.time_zone,

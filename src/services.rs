@@ -503,7 +503,7 @@ impl dashboards::SeriesService for SeriesDesk {
 /// Every service the configuration allows; the requisition desk needs the archive's key.
 pub(crate) fn wire(
     data: &Path,
-    alerting: Option<(alerting::Notices, alerting::Incidents)>,
+    (notices, incidents): (alerting::Notices, alerting::Incidents),
     archive_key: Option<&Path>,
     metrics: &series::MetricsStage,
     time_zone: &jiff::tz::TimeZone,
@@ -520,7 +520,7 @@ pub(crate) fn wire(
         }
     };
     Ok(dashboards::Services {
-        incidents: alerting.map(|(n, i)| Arc::new(AlertingDesk::new(n, i)) as Arc<dyn dashboards::IncidentService>),
+        incidents: Some(Arc::new(AlertingDesk::new(notices, incidents))),
         requisitions,
         availability: Some(Arc::new(AvailabilityDesk::new(metrics, time_zone.clone()))),
         series: Some(Arc::new(SeriesDesk::new(metrics))),
