@@ -10,6 +10,7 @@
 //! bounds the work on hostile input.
 
 use jiff::Timestamp;
+use smallvec::SmallVec;
 
 use super::ParseContext;
 use super::common::{self, ParseError, dash_none, ip, split_host_port, unescape};
@@ -74,7 +75,8 @@ pub(crate) enum Field {
 
 impl Field {
     /// Whether `text` could be this field's value; used to steer the backtracking search.
-    fn plausible(&self, text: &str) -> bool {
+    /// For a time field the parsed instant comes back too, so that it is not parsed twice.
+    fn plausible(&self, text: &str) -> Plausible {
         let digits = |t: &str| t == "-" || (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
         let decimal = |t: &str| {
             t == "-"
@@ -83,6 +85,11 @@ impl Field {
                     && t.bytes().filter(|&b| b == b'.').count() <= 1)
         };
         let token = |t: &str| !t.is_empty() && !t.bytes().any(|b| b == b' ' || b == b'\t');
+        let time = |parsed: Result<(&str, (Timestamp, i32)), _>| match parsed {
+            Ok(("", at)) => Plausible::Time(at),
+            _ => Plausible::No,
+        };
+        let yes = |ok: bool| if ok { Plausible::Yes } else { Plausible::No };
         match self {
             Field::Status
             | Field::ClientPort
@@ -94,24 +101,22 @@ impl Field {
             | Field::DurationMillis
             | Field::DurationSeconds
             | Field::TimeEpochMillis
-            | Field::TimeEpochMicros => digits(text),
-            Field::DurationSecondsFrac | Field::TimeEpochSeconds => decimal(text),
+            | Field::TimeEpochMicros => yes(digits(text)),
+            Field::DurationSecondsFrac | Field::TimeEpochSeconds => yes(decimal(text)),
             Field::ClientHost
             | Field::ServerIp
             | Field::Method
             | Field::Protocol
             | Field::User
-            | Field::IgnoreToken => token(text),
-            Field::TimeClfBracketed => {
-                text.starts_with('[')
-                    && text.ends_with(']')
-                    && text.len() > 2
-                    && common::clf_time(&text[1..text.len() - 1]).is_ok_and(|(r, _)| r.is_empty())
-            }
-            Field::TimeClf => common::clf_time(text).is_ok_and(|(r, _)| r.is_empty()),
-            Field::TimeIso8601 => common::rfc3339(text).is_ok_and(|(r, _)| r.is_empty()),
-            Field::TimeStrftime(fmt) => text == "-" || jiff::fmt::strtime::parse(fmt.as_bytes(), text).is_ok(),
-            _ => true,
+            | Field::IgnoreToken => yes(token(text)),
+            Field::TimeClfBracketed => match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+                Some(inner) if !inner.is_empty() => time(common::clf_time(inner)),
+                _ => Plausible::No,
+            },
+            Field::TimeClf => time(common::clf_time(text)),
+            Field::TimeIso8601 => time(common::rfc3339(text)),
+            Field::TimeStrftime(fmt) => yes(text == "-" || jiff::fmt::strtime::parse(fmt.as_bytes(), text).is_ok()),
+            _ => Plausible::Yes,
         }
     }
 
@@ -149,17 +154,35 @@ pub(crate) struct Template {
 /// need a few dozen at most.
 const STEP_BUDGET: u32 = 4096;
 
+/// What [`Field::plausible`] found.
+enum Plausible {
+    No,
+    Yes,
+    /// A time field's text, already parsed.
+    Time((Timestamp, i32)),
+}
+
+/// One field's matched text, and its instant when it is a time field.
+#[derive(Clone, Copy, Default)]
+struct Span<'a> {
+    text: &'a str,
+    time: Option<(Timestamp, i32)>,
+}
+
 struct Search<'a> {
     line: &'a str,
-    spans: Vec<&'a str>,
+    spans: SmallVec<[Span<'a>; 16]>,
     budget: u32,
-    /// The furthest point reached and what was expected there, for the error message.
+    /// Set on the second pass over a line that did not match: the matcher then also tracks
+    /// the furthest point reached and what was expected there, for the error message. The
+    /// first pass skips that bookkeeping, which is most of the cost of a match.
+    diagnose: bool,
     furthest: (usize, String),
 }
 
 impl Search<'_> {
     fn note(&mut self, pos: usize, expected: impl FnOnce() -> String) {
-        if pos >= self.furthest.0 {
+        if self.diagnose && pos >= self.furthest.0 {
             self.furthest = (pos, expected());
         }
     }
@@ -193,11 +216,18 @@ impl Template {
         let text = line.trim_end_matches(['\r', '\n']);
         let mut search = Search {
             line: text,
-            spans: vec![""; self.items.len()],
+            spans: smallvec::smallvec![Span::default(); self.items.len()],
             budget: STEP_BUDGET,
-            furthest: (0, String::from("the start of the line")),
+            diagnose: false,
+            furthest: (0, String::new()),
         };
         if !self.matches(0, 0, &mut search) {
+            // Match again, noting where and why it failed this time.
+            search.budget = STEP_BUDGET;
+            search.diagnose = true;
+            search.furthest = (0, String::from("the start of the line"));
+            let matched = self.matches(0, 0, &mut search);
+            debug_assert!(!matched, "the diagnosing pass matches like the first one");
             let (pos, expected) = search.furthest;
             return Err(ParseError::at(self.dataset, text, pos, expected));
         }
@@ -212,9 +242,13 @@ impl Template {
         let mut sent_bytes = None;
         for (item, span) in self.items.iter().zip(&search.spans) {
             if let Item::Field(field, directive) = item {
+                if let Some(at) = span.time {
+                    set_time(&mut ev, at);
+                    continue;
+                }
                 // The span is a slice of `text`: its offset gives the error column.
-                let offset = span.as_ptr() as usize - text.as_ptr() as usize;
-                apply(field, span, &mut ev, ctx, &mut body_bytes, &mut sent_bytes)
+                let offset = span.text.as_ptr() as usize - text.as_ptr() as usize;
+                apply(field, span.text, &mut ev, ctx, &mut body_bytes, &mut sent_bytes)
                     .map_err(|what| ParseError::at(self.dataset, text, offset, format!("{what} for {directive}")))?;
             }
         }
@@ -249,28 +283,25 @@ impl Template {
             }
             Item::Field(field, directive) => {
                 let quoted = idx > 0 && matches!(&self.items[idx - 1], Item::Literal(l) if l.ends_with('"'));
-                let ends: Box<dyn Iterator<Item = usize> + '_> = match self.items.get(idx + 1) {
-                    None => Box::new(std::iter::once(rest.len())),
+                let ends = match self.items.get(idx + 1) {
+                    None => Ends::One(Some(rest.len())),
                     // Inside quotes Apache and Nginx escape `"`, so the field ends at the
                     // first unescaped quote: no need (and no right) to look further.
                     Some(Item::Literal(next)) if quoted && next.starts_with('"') => {
-                        let first = occurrences(rest, "\"").next();
+                        let first = Occurrences::new(rest, "\"").next();
                         let last_item = idx + 2 == self.items.len();
-                        match first {
-                            Some(at) if rest[at..].starts_with(next.as_str()) => Box::new(std::iter::once(at)),
-                            Some(_) => Box::new(std::iter::empty()),
-                            None if last_item && next == "\"" => Box::new(std::iter::once(rest.len())),
-                            None => Box::new(std::iter::empty()),
-                        }
+                        Ends::One(match first {
+                            Some(at) if rest[at..].starts_with(next.as_str()) => Some(at),
+                            None if last_item && next == "\"" => Some(rest.len()),
+                            _ => None,
+                        })
                     }
-                    Some(Item::Literal(next)) => Box::new(occurrences(rest, next)),
+                    Some(Item::Literal(next)) => Ends::Literal(Occurrences::new(rest, next)),
                     Some(Item::Field(..)) if field.is_token() => {
-                        Box::new(std::iter::once(rest.find([' ', '\t']).unwrap_or(rest.len())))
+                        Ends::One(Some(memchr::memchr2(b' ', b'\t', rest.as_bytes()).unwrap_or(rest.len())))
                     }
                     // Two free-text fields side by side: try every split, shortest first.
-                    Some(Item::Field(..)) => {
-                        Box::new(rest.char_indices().map(|(i, _)| i).chain(std::iter::once(rest.len())))
-                    }
+                    Some(Item::Field(..)) => Ends::Every(rest.char_indices().map(|(i, _)| i).chain(Some(rest.len()))),
                 };
                 for end in ends {
                     if search.budget == 0 {
@@ -279,11 +310,15 @@ impl Template {
                     }
                     search.budget -= 1;
                     let candidate = &rest[..end];
-                    if !field.plausible(candidate) {
-                        search.note(pos, || describe(field, directive));
-                        continue;
-                    }
-                    search.spans[idx] = candidate;
+                    let time = match field.plausible(candidate) {
+                        Plausible::No => {
+                            search.note(pos, || describe(field, directive));
+                            continue;
+                        }
+                        Plausible::Yes => None,
+                        Plausible::Time(at) => Some(at),
+                    };
+                    search.spans[idx] = Span { text: candidate, time };
                     if self.matches(idx + 1, pos + end, search) {
                         return true;
                     }
@@ -295,45 +330,78 @@ impl Template {
     }
 }
 
+/// Where a field may end: the candidates the matcher tries, shortest first.
+enum Ends<'a, E> {
+    /// At most one candidate.
+    One(Option<usize>),
+    /// Each occurrence of the literal that follows the field.
+    Literal(Occurrences<'a>),
+    /// Every character boundary.
+    Every(E),
+}
+
+impl<E: Iterator<Item = usize>> Iterator for Ends<'_, E> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Ends::One(at) => at.take(),
+            Ends::Literal(occurrences) => occurrences.next(),
+            Ends::Every(boundaries) => boundaries.next(),
+        }
+    }
+}
+
 /// Offsets in `haystack` where `needle` starts, skipping backslash escapes (`\"` inside a
 /// quoted field is not the closing quote).
-fn occurrences<'a>(haystack: &'a str, needle: &'a str) -> Box<dyn Iterator<Item = usize> + 'a> {
-    let bytes = haystack.as_bytes();
-    let Some(&first) = needle.as_bytes().first() else {
-        // An empty literal matches at every character boundary outside an escape.
-        let mut i = 0;
-        return Box::new(std::iter::from_fn(move || {
-            while i <= bytes.len() {
-                let at = i;
+struct Occurrences<'a> {
+    haystack: &'a str,
+    needle: &'a [u8],
+    /// Where the search resumes.
+    i: usize,
+}
+
+impl<'a> Occurrences<'a> {
+    fn new(haystack: &'a str, needle: &'a str) -> Self {
+        Occurrences { haystack, needle: needle.as_bytes(), i: 0 }
+    }
+}
+
+impl Iterator for Occurrences<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let bytes = self.haystack.as_bytes();
+        let Some(&first) = self.needle.first() else {
+            // An empty literal matches at every character boundary outside an escape.
+            while self.i <= bytes.len() {
+                let at = self.i;
                 if at < bytes.len() && bytes[at] == b'\\' {
-                    i += 2;
+                    self.i += 2;
                     continue;
                 }
-                i += 1;
-                if haystack.is_char_boundary(at) {
+                self.i += 1;
+                if self.haystack.is_char_boundary(at) {
                     return Some(at);
                 }
             }
-            None
-        }));
-    };
-    let mut i = 0;
-    Box::new(std::iter::from_fn(move || {
-        while i < bytes.len() {
+            return None;
+        };
+        while self.i < bytes.len() {
             // Jump straight to the next candidate: the literal's first byte, or an escape.
-            let at = i + bytes[i..].iter().position(|&b| b == first || b == b'\\')?;
+            let at = self.i + memchr::memchr2(first, b'\\', &bytes[self.i..])?;
             if bytes[at] == b'\\' && first != b'\\' {
-                i = at + 2;
+                self.i = at + 2;
                 continue;
             }
-            i = at + 1;
+            self.i = at + 1;
             // `first` starts a UTF-8 character (the literal is a str), so `at` is a boundary.
-            if bytes[at..].starts_with(needle.as_bytes()) {
+            if bytes[at..].starts_with(self.needle) {
                 return Some(at);
             }
         }
         None
-    }))
+    }
 }
 
 fn describe(field: &Field, directive: &str) -> String {
@@ -522,9 +590,9 @@ mod tests {
 
     #[test]
     fn occurrences_skip_escaped_quotes() {
-        let v: Vec<_> = occurrences(r#"a\" b" c"#, "\" ").collect();
+        let v: Vec<_> = Occurrences::new(r#"a\" b" c"#, "\" ").collect();
         assert_eq!(v, vec![5]);
-        let v: Vec<_> = occurrences("x y z", " ").collect();
+        let v: Vec<_> = Occurrences::new("x y z", " ").collect();
         assert_eq!(v, vec![1, 3]);
     }
 
