@@ -1,7 +1,7 @@
 //! The dead-letter files: every line that could not be parsed, with the reason, never dropped.
 //!
 //! One JSON-lines file per source under `<data>/deadletter/`. Each entry names the source and
-//! the record's position, so an entry written twice by a replay after a crash is recognisable.
+//! the record's position (and file tag), so an entry written twice by a replay after a crash is recognisable.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -16,6 +16,9 @@ struct Entry<'a> {
     #[serde(rename = "@timestamp")]
     at: jiff::Timestamp,
     source: &'a str,
+    /// The tag of the file `position` is an offset in (file sources).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<&'a str>,
     position: u64,
     reason: &'a str,
     line: &'a str,
@@ -51,6 +54,7 @@ impl DeadLetter {
         let entry = Entry {
             at: jiff::Timestamp::now(),
             source: &record.source,
+            file: record.file.as_deref(),
             position: record.position,
             reason,
             line: &record.line,
@@ -82,7 +86,7 @@ mod tests {
     fn entries_are_json_lines_with_reason_and_position() {
         let dir = tempfile::tempdir().unwrap();
         let mut dl = DeadLetter::new(dir.path()).unwrap();
-        let rec = RawRecord { source: "web/1".into(), position: 77, line: "garbage \"line".into() };
+        let rec = RawRecord { source: "web/1".into(), position: 77, file: None, line: "garbage \"line".into() };
         dl.push(&rec, "expected '[' at column 9").unwrap();
         dl.sync().unwrap();
         let text = std::fs::read_to_string(dir.path().join("web_1.jsonl")).unwrap();

@@ -23,6 +23,12 @@ impl EventId {
         EventId(format!("{source}:{position}"))
     }
 
+    /// The id of the line at byte `offset` of the file tagged `file` (see
+    /// [`crate::pipe::RawRecord::file`]) read by `source`: `"apache-main:3fa2c1d09b7e:4096"`.
+    pub fn in_file(source: &str, file: &str, offset: u64) -> Self {
+        EventId(format!("{source}:{file}:{offset}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -54,7 +54,10 @@ impl Normalizer {
             };
             match outcome {
                 Ok(mut event) => {
-                    event.id = EventId::at(&record.source, record.position);
+                    event.id = match &record.file {
+                        Some(file) => EventId::in_file(&record.source, file, record.position),
+                        None => EventId::at(&record.source, record.position),
+                    };
                     events.push(event);
                 }
                 Err((kind, reason)) => {
@@ -124,15 +127,16 @@ mod tests {
             RawRecord {
                 source: "web".into(),
                 position: 0,
+                file: Some("3fa2c1d09b7e".into()),
                 line: format!(
                     "{ip} - lea.martin.ens [07/Apr/2025:14:30:00 +0200] \"GET /ent/classe/ HTTP/1.1\" 200 512 \"-\" \"Mozilla/5.0\""
                 ),
             },
-            RawRecord { source: "web".into(), position: 120, line: "not apache".into() },
+            RawRecord { source: "web".into(), position: 120, file: None, line: "not apache".into() },
         ];
         let events = normalizer.normalize(&records).unwrap();
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].id, EventId::at("web", 0));
+        assert_eq!(events[0].id.as_str(), "web:3fa2c1d09b7e:0", "the file's tag is in the id");
         assert_eq!(events[0].school_uai.as_deref(), Some(school.uai.as_str()));
         assert_eq!(events[0].user_role.as_deref(), Some("enseignant"));
         let dead = std::fs::read_to_string(dir.path().join("web.jsonl")).unwrap();

@@ -149,6 +149,10 @@ pub struct RawRecord {
     pub source: Arc<str>,
     /// Position of the record in its source: byte offset of the line, or sequence number.
     pub position: u64,
+    /// For a file source, a tag of the file the offset is in (see [`crate::source::FileSource`]):
+    /// offsets start again at 0 in each new file after a rotation or a truncation, so the
+    /// event id (`source:tag:offset`) needs it to stay unique.
+    pub file: Option<Arc<str>>,
     /// The line, without its terminator.
     pub line: String,
 }

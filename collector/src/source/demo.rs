@@ -446,8 +446,9 @@ impl Source for DemoSource {
             self.next = due;
         }
         due = due.min(self.next + max as u64);
-        let records =
-            (self.next..due).map(|n| RawRecord { source: self.id.clone(), position: n, line: self.line(n) }).collect();
+        let records = (self.next..due)
+            .map(|n| RawRecord { source: self.id.clone(), position: n, file: None, line: self.line(n) })
+            .collect();
         self.next = due;
         Ok(Some(records))
     }

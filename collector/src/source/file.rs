@@ -16,6 +16,11 @@
 //!   in the file before compression, so a restart in the middle of it resumes exactly. A
 //!   checkpoint taken before anything was read (an empty prefix) cannot recognise its file
 //!   once compressed: those lines are not read (delaycompress avoids that).
+//!
+//! Event ids are `source:tag:offset`, where the tag is a hash of the file's first line:
+//! offsets start again at 0 in the file that follows a rotation or a truncation, and without
+//! the tag its lines would take the ids of the previous file's lines (and replace them in the
+//! archive). A restart reads the same file with the same tag, so replayed lines keep their ids.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -31,6 +36,8 @@ use crate::pipe::RawRecord;
 
 /// How many leading bytes identify a file's content.
 const PREFIX: u64 = 256;
+/// The longest first line the file tag covers.
+const TAG_LINE: usize = 4096;
 
 /// What a checkpoint says about the file it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -86,6 +93,38 @@ fn hash_bytes(bytes: &[u8]) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The tag of the content `head` starts (see the module's documentation): a hash of its first
+/// line, or of [`TAG_LINE`] bytes when the first line is longer. `None` while the first line is
+/// incomplete, unless `complete` says that nothing more will be written.
+fn tag_of(head: &[u8], complete: bool) -> Option<Arc<str>> {
+    let line = match memchr::memchr(b'\n', head) {
+        Some(end) => &head[..end],
+        None if head.len() >= TAG_LINE || (complete && !head.is_empty()) => head,
+        None => return None,
+    };
+    Some(hash_bytes(line).into())
+}
+
+/// The tag of the file's content, read with positioned reads (the reader's offset stays).
+fn file_tag(file: &File) -> std::io::Result<Option<Arc<str>>> {
+    let mut head = vec![0; TAG_LINE];
+    let mut filled = 0;
+    while filled < TAG_LINE {
+        match file.read_at(&mut head[filled..], filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(tag_of(&head[..filled], false))
+}
+
+/// The tag of the decompressed content of the gzip file at `path`.
+fn gzip_tag(path: &Path) -> std::io::Result<Option<Arc<str>>> {
+    let mut head = Vec::with_capacity(TAG_LINE);
+    MultiGzDecoder::new(File::open(path)?).take(TAG_LINE as u64).read_to_end(&mut head)?;
+    Ok(tag_of(&head, true))
+}
+
 /// Does the decompressed content of the gzip file at `path` start with the prefix of `identity`?
 fn gzip_starts_with(path: &Path, identity: &Identity) -> std::io::Result<bool> {
     let mut decoder = MultiGzDecoder::new(File::open(path)?);
@@ -101,6 +140,8 @@ struct Compressed {
     /// Decompressed bytes still to skip to reach the checkpoint's position: skipped on the
     /// blocking pool at the first read, since it may mean decompressing hundreds of megabytes.
     skip: u64,
+    /// The content's tag, taken at the first read.
+    tag: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Compressed {
@@ -124,6 +165,8 @@ pub struct FileSource {
     compressed: Option<Compressed>,
     identity: Identity,
     position: u64,
+    /// The tag of the open file's content, once it has a first line.
+    tag: Option<Arc<str>>,
     /// Before the first open: only then may `start_at_end` skip what the file holds.
     fresh: bool,
 }
@@ -139,6 +182,7 @@ impl FileSource {
             compressed: None,
             identity: Identity::default(),
             position: 0,
+            tag: None,
             fresh: true,
         }
     }
@@ -179,7 +223,7 @@ impl FileSource {
                     "finishing the compressed rotated file first");
                 let file = File::open(&path).map_err(|e| self.io_err(e))?;
                 let reader = BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(file));
-                self.compressed = Some(Compressed { path, reader, skip: position });
+                self.compressed = Some(Compressed { path, reader, skip: position, tag: None });
                 self.identity = identity.clone();
                 self.position = position;
                 return Ok(true);
@@ -213,6 +257,7 @@ impl FileSource {
         self.position = reader.seek(SeekFrom::Start(position)).map_err(|e| self.io_err(e))?;
         self.reader = Some(reader);
         self.identity = identity;
+        self.tag = None;
         Ok(true)
     }
 
@@ -276,7 +321,14 @@ impl FileSource {
         let id = self.id.clone();
         let start = self.position;
         let (compressed, read) = tokio::task::spawn_blocking(move || {
-            let result = read_decompressed(&mut compressed, &id, start, max);
+            let result: std::io::Result<_> = (|| {
+                if compressed.tag.is_none() {
+                    compressed.tag = gzip_tag(&compressed.path)?;
+                }
+                let (mut records, position) = read_decompressed(&mut compressed, &id, start, max)?;
+                tag_records(&mut records, compressed.tag.as_ref());
+                Ok((records, position))
+            })();
             (compressed, result)
         })
         .await
@@ -377,12 +429,21 @@ impl Source for FileSource {
             tracing::warn!(source = %self.id, path = %self.path.display(), "file truncated or rewritten; reading it again from the start");
             self.position = reader.seek(SeekFrom::Start(0)).map_err(|e| self.io_err(e))?;
             self.identity = Identity::of(reader.get_ref(), 0).map_err(|e| self.io_err(e))?;
+            self.tag = None;
         }
         let id = self.id.clone();
         let start = self.position;
+        let mut tag = self.tag.clone();
         // Plain blocking reads on the blocking pool: local files do not benefit from async I/O.
         let joined = tokio::task::spawn_blocking(move || {
-            let result = read_lines(&mut reader, &id, start, max);
+            let result = read_lines(&mut reader, &id, start, max).and_then(|(mut records, position)| {
+                // Taken once lines were read: a line read means a complete first line.
+                if tag.is_none() && !records.is_empty() {
+                    tag = file_tag(reader.get_ref())?;
+                }
+                tag_records(&mut records, tag.as_ref());
+                Ok((records, position, tag))
+            });
             (reader, result)
         })
         .await;
@@ -395,8 +456,9 @@ impl Source for FileSource {
             }
         };
         self.reader = Some(reader);
-        let (records, position) = read.map_err(|e| self.io_err(e))?;
+        let (records, position, tag) = read.map_err(|e| self.io_err(e))?;
         self.position = position;
+        self.tag = tag;
         self.grow_identity().map_err(|e| self.io_err(e))?;
         if records.is_empty() {
             if self.one_shot {
@@ -415,6 +477,13 @@ impl Source for FileSource {
 
     fn checkpoint(&self) -> Checkpoint {
         Checkpoint { position: self.position, identity: self.identity.encode() }
+    }
+}
+
+/// Marks `records` as read from the file tagged `tag`.
+fn tag_records(records: &mut [RawRecord], tag: Option<&Arc<str>>) {
+    for record in records {
+        record.file = tag.cloned();
     }
 }
 
@@ -488,7 +557,7 @@ fn read_lines_from<R: BufRead>(
         if line.is_empty() {
             continue;
         }
-        records.push(RawRecord { source: source.clone(), position: line_start, line });
+        records.push(RawRecord { source: source.clone(), position: line_start, file: None, line });
     }
     Ok((records, position, 0))
 }
@@ -559,6 +628,60 @@ mod tests {
         // First the rest of the renamed file (still open), then the new one.
         assert_eq!(read_all(&mut src).await, ["old2"]);
         assert_eq!(read_all(&mut src).await, ["new1"]);
+    }
+
+    /// Every record read, as (file tag, offset, line).
+    async fn read_records(src: &mut FileSource) -> Vec<(Option<Arc<str>>, u64, String)> {
+        let mut out = Vec::new();
+        while let Some(batch) = src.read(2).await.unwrap() {
+            if batch.is_empty() {
+                break;
+            }
+            out.extend(batch.into_iter().map(|r| (r.file, r.position, r.line)));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_next_file_after_a_rotation_or_a_truncation_has_its_own_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        std::fs::write(&path, "10:00 a1\n10:00 a2\n").unwrap();
+        let mut src = FileSource::new("a", &path);
+        src.resume(None).unwrap();
+        let old = read_records(&mut src).await;
+        // logrotate's rename + create; the new file's lines are at the same offsets.
+        std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
+        std::fs::write(&path, "11:00 b1\n11:00 b2\n").unwrap();
+        assert!(read_records(&mut src).await.is_empty(), "the renamed file is at its end");
+        let new = read_records(&mut src).await;
+        assert_eq!(new.iter().map(|r| r.1).collect::<Vec<_>>(), old.iter().map(|r| r.1).collect::<Vec<_>>());
+        let (old_tag, new_tag) = (old[0].0.clone().expect("tagged"), new[0].0.clone().expect("tagged"));
+        assert_ne!(old_tag, new_tag, "same offsets, other file: other ids");
+        assert!(
+            old.iter().all(|r| r.0.as_ref() == Some(&old_tag)) && new.iter().all(|r| r.0.as_ref() == Some(&new_tag))
+        );
+
+        // A restart reads the same file again with the same tag: replayed lines keep their ids.
+        let mut again = FileSource::new("a", &path);
+        again.resume(None).unwrap();
+        assert_eq!(read_records(&mut again).await, new);
+
+        // Truncated and refilled in place (copytruncate): a new tag too.
+        std::fs::write(&path, "12:00 c1\n").unwrap();
+        let refilled = read_records(&mut again).await;
+        assert_eq!(refilled.len(), 1);
+        assert_eq!(refilled[0].1, 0);
+        assert_ne!(refilled[0].0.as_ref(), Some(&new_tag));
+    }
+
+    #[test]
+    fn a_tag_needs_a_complete_first_line() {
+        assert_eq!(tag_of(b"10:00 partial", false), None, "the writer is still writing it");
+        assert_eq!(tag_of(b"10:00 a\n10:01 b", false), tag_of(b"10:00 a\n", false));
+        assert!(tag_of(b"10:00 last", true).is_some(), "a finished (compressed) file");
+        assert!(tag_of(&[b'x'; TAG_LINE], false).is_some(), "a first line longer than the tag covers");
+        assert_eq!(tag_of(b"", true), None);
     }
 
     #[tokio::test]
@@ -633,7 +756,8 @@ mod tests {
         encoder.finish().unwrap();
         let mut src = FileSource::new("a", &path);
         src.resume(None).unwrap();
-        assert_eq!(read_all(&mut src).await, ["a1"]);
+        let before = src.read(2).await.unwrap().unwrap();
+        assert_eq!(before.iter().map(|r| r.line.as_str()).collect::<Vec<_>>(), ["a1"]);
         let cp = src.checkpoint();
         drop(src);
         // While Vigie is stopped: more lines (the last one unterminated), then logrotate
@@ -648,6 +772,10 @@ mod tests {
         let first = again.read(2).await.unwrap().unwrap();
         assert_eq!(first.iter().map(|r| r.line.as_str()).collect::<Vec<_>>(), ["a2", "a3"]);
         assert_eq!(first.iter().map(|r| r.position).collect::<Vec<_>>(), [3, 6], "offsets of the uncompressed file");
+        assert!(
+            first.iter().all(|r| r.file.is_some() && r.file == before[0].file),
+            "the tag of the file before compression"
+        );
         // A second restart in the middle of the compressed file resumes exactly there.
         let cp = again.checkpoint();
         assert_eq!(cp.position, 9);

@@ -221,7 +221,7 @@ mod tests {
             }
             let upto = (self.next + max as u64).min(self.end);
             let records = (self.next..upto)
-                .map(|n| RawRecord { source: self.id.clone(), position: n, line: n.to_string() })
+                .map(|n| RawRecord { source: self.id.clone(), position: n, file: None, line: n.to_string() })
                 .collect();
             self.next = upto;
             Ok(Some(records))

@@ -474,7 +474,7 @@ impl Source for SyslogSource {
             .map(|line| {
                 let position = self.next;
                 self.next += 1;
-                RawRecord { source: self.id.clone(), position, line }
+                RawRecord { source: self.id.clone(), position, file: None, line }
             })
             .collect();
         Ok(Some(records))
