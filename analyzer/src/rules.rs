@@ -676,7 +676,10 @@ fn compile_condition(raw: RawCondition, ctx: &mut Ctx<'_>) -> Option<Condition> 
             ctx.error("contains", "an empty string matches everything", "remove it");
             return None;
         }
+        // A DFA: bigger than the default NFA, but the needle lists are short and every
+        // event's URL, query and user agent go through them (the analyzer's hot loop).
         let ac = AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .ascii_case_insensitive(true)
             .match_kind(aho_corasick::MatchKind::LeftmostLongest)
             .build(&needles);
