@@ -39,27 +39,34 @@ repeat "$SHARED/real/apache_combined_semicomplete_2015.log" "$LINES" "$tmp/apach
 repeat "$ELASTIC/iptables/data_stream/log/_dev/test/pipeline/test-iptables-raw.log" "$LINES" "$tmp/netfilter.log"
 repeat "$ELASTIC/pfsense/data_stream/log/_dev/test/pipeline/test-pfsense-bsd.log" "$LINES" "$tmp/filterlog.log"
 
-# run NAME CMD...: prints "seconds max_rss_kib" for one run of CMD (output discarded).
+# run CMD...: prints "seconds max_rss_kib cpu_seconds" for one run of CMD (output discarded);
+# cpu_seconds (user + system) is what "per core" compares: vigie parses on every core.
 run() {
-    /usr/bin/time -f "%e %M" -o "$tmp/time" "$@" > /dev/null 2> "$tmp/stderr" || {
+    /usr/bin/time -f "%e %M %U %S" -o "$tmp/time" "$@" > /dev/null 2> "$tmp/stderr" || {
         echo "failed: $*" >&2; cat "$tmp/stderr" >&2; exit 1; }
-    cat "$tmp/time"
+    awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$tmp/time"
 }
 
 rate() { awk -v l="$LINES" -v s="$1" 'BEGIN { printf "%.0f", (s > 0 ? l / s : 0) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
-printf '%-28s %10s %14s %12s\n' "run ($LINES lines)" "seconds" "lines/s" "max RSS KiB"
-line() { printf '%-28s %10s %14s %12s\n' "$1" "$2" "$(rate "$2")" "$3"; }
+printf '%-28s %10s %14s %12s %10s\n' "run ($LINES lines)" "seconds" "lines/s" "max RSS KiB" "CPU s"
+line() { printf '%-28s %10s %14s %12s %10s\n' "$1" "$2" "$(rate "$2")" "$3" "$4"; }
 
-read -r v_s v_m <<< "$(run "$VIGIE" parse --format apache_combined "$tmp/apache.log")"; line "vigie parse apache" "$v_s" "$v_m"
-read -r g_s g_m <<< "$(run goaccess "$tmp/apache.log" --log-format=COMBINED --no-global-config -o "$tmp/report.json")"; line "goaccess COMBINED" "$g_s" "$g_m"
-read -r r_s r_m <<< "$(run rg -c '' "$tmp/apache.log")"; line "rg -c ''" "$r_s" "$r_m"
-read -r n_s n_m <<< "$(run "$VIGIE" parse --format netfilter "$tmp/netfilter.log")"; line "vigie parse netfilter" "$n_s" "$n_m"
-read -r f_s f_m <<< "$(run "$VIGIE" parse --format filterlog "$tmp/filterlog.log")"; line "vigie parse filterlog" "$f_s" "$f_m"
+read -r v_s v_m v_c <<< "$(run "$VIGIE" parse --format apache_combined "$tmp/apache.log")"; line "vigie parse apache" "$v_s" "$v_m" "$v_c"
+read -r g_s g_m g_c <<< "$(run goaccess "$tmp/apache.log" --log-format=COMBINED --no-global-config -o "$tmp/report.json")"; line "goaccess COMBINED" "$g_s" "$g_m" "$g_c"
+read -r r_s r_m r_c <<< "$(run rg -c '' "$tmp/apache.log")"; line "rg -c ''" "$r_s" "$r_m" "$r_c"
+read -r n_s n_m n_c <<< "$(run "$VIGIE" parse --format netfilter "$tmp/netfilter.log")"; line "vigie parse netfilter" "$n_s" "$n_m" "$n_c"
+read -r f_s f_m f_c <<< "$(run "$VIGIE" parse --format filterlog "$tmp/filterlog.log")"; line "vigie parse filterlog" "$f_s" "$f_m" "$f_c"
 
 echo
+echo "wall clock (vigie on every core, goaccess and rg on one):"
 echo "vigie/goaccess (apache, higher is better): $(ratio "$g_s" "$v_s")x"
 echo "vigie/ripgrep line count (apache):          $(ratio "$r_s" "$v_s")x"
 echo "vigie netfilter / ripgrep:                  $(ratio "$r_s" "$n_s")x"
 echo "vigie filterlog / ripgrep:                  $(ratio "$r_s" "$f_s")x"
+echo "per core (CPU seconds, user + system; the issue's measure):"
+echo "vigie/goaccess (apache):                    $(ratio "$g_c" "$v_c")x"
+echo "vigie/ripgrep line count (apache):          $(ratio "$r_c" "$v_c")x"
+echo "vigie netfilter / ripgrep:                  $(ratio "$r_c" "$n_c")x"
+echo "vigie filterlog / ripgrep:                  $(ratio "$r_c" "$f_c")x"

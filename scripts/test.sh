@@ -16,6 +16,7 @@ want chromium test -x /usr/bin/chromium               # prints the monthly repor
 want nodejs node --version                            # runs the browser tests (tests/browser/ui.mjs)
 want npm npm --version                                # installs playwright-core for them
 want prometheus promtool --version                   # promtool and a real Prometheus read /metrics (tests/e2e/metrics.rs)
+want nftables test -x /usr/sbin/nft                  # `nft -c` checks the block list's nftables file (analyzer)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
