@@ -8,6 +8,9 @@
 #
 #   bench/archive.sh [RECORDS]     (default 1,000,000 records spread over 365 days)
 #
+# The working files go to $VIGIE_BENCH_TMP (default: the system's temporary directory); at
+# RECORDS records they take about RECORDS x 0.9 KB (raw log, NDJSON, both indexes).
+#
 # tantivy-cli is installed into ~/.cache/vigie-tools when missing. Absolute numbers on a shared
 # machine are noise; read the ratios. Targets (issue 7): indexing >= 0.8x tantivy-cli, search
 # p95 <= 1/100 of the ripgrep scan, size <= 1.5x zstd.
@@ -21,7 +24,6 @@ TOOLS="$HOME/.cache/vigie-tools"
 missing=()
 command -v rg >/dev/null || missing+=(ripgrep)
 command -v zstd >/dev/null || missing+=(zstd)
-command -v python3 >/dev/null || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
@@ -34,37 +36,14 @@ TANTIVY="$TOOLS/bin/tantivy"
 cargo build --release -q --bin vigie
 VIGIE="$CARGO_TARGET_DIR/release/vigie"
 
-tmp=$(mktemp -d)
+tmp=$(mktemp -d "${VIGIE_BENCH_TMP:-${TMPDIR:-/tmp}}/vigie-archive-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 # The same records twice: Apache combined lines (what vigie ingests, what rg scans, what zstd
-# compresses) and NDJSON of the fields the archive keeps (what tantivy-cli indexes).
-python3 - "$RECORDS" "$tmp/access.log" "$tmp/records.ndjson" "$tmp/ips" <<'EOF'
-import datetime, ipaddress, json, random, sys
-n, log_path, ndjson_path, ips_path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-rng = random.Random(7)
-start = datetime.datetime(2024, 4, 8, tzinfo=datetime.timezone.utc)
-ips = [str(ipaddress.IPv4Address(0x0A000000 + rng.randrange(1 << 20))) for _ in range(20000)]
-agents = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0",
-          "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"]
-routes = [("GET", "/blog/", "consultation"), ("POST", "/login_check", "connexion"), ("GET", "/logout", "déconnexion"),
-          ("GET", "/messagerie/", "consultation"), ("POST", "/blog/gestion/article/{}/supprimer", "suppression")]
-step = 365 * 86400 / n
-with open(log_path, "w") as log, open(ndjson_path, "w") as nd:
-    for i in range(n):
-        t = start + datetime.timedelta(seconds=i * step)
-        ip = ips[rng.randrange(len(ips))]
-        user = f"eleve{rng.randrange(50000)}"
-        method, path, op = routes[rng.randrange(len(routes))]
-        path = path.format(i)
-        ua = agents[i % 2]
-        log.write(f'{ip} - {user} [{t.strftime("%d/%b/%Y:%H:%M:%S +0000")}] "{method} {path} HTTP/1.1" 200 {rng.randrange(200, 90000)} "https://ent.ville.fr/" "{ua}"\n')
-        nd.write(json.dumps({"event_id": f"{log_path}:{i+1}", "timestamp_ns": int(t.timestamp()) * 10**9,
-                             "source_ip": ip, "protocol": "HTTP/1.1", "operation": op,
-                             "user_name": user, "user_agent": ua, "status": 200, "observer": "ent.ville.fr"}) + "\n")
-with open(ips_path, "w") as f:
-    f.write("\n".join(rng.sample(ips, 50)) + "\n")
-EOF
+# compresses) and NDJSON of the fields the archive keeps (what tantivy-cli indexes), and 50
+# client addresses to search for (retention/examples/archive_bench_data.rs, deterministic).
+cargo run --release -q -p retention --example archive_bench_data -- \
+    "$RECORDS" "$tmp/access.log" "$tmp/records.ndjson" "$tmp/ips"
 
 # seconds CMD...: wall time of one run, output discarded.
 seconds() {
@@ -78,9 +57,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'
 rate() { awk -v n="$RECORDS" -v s="$1" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
 p95() { sort -n | awk '{ a[NR] = $1 } END { i = int(NR * 0.95 + 0.999); if (i < 1) i = 1; printf "%.4f", a[i] }'; }
 
-# Indexing.
+# Indexing, sealing included: every day is past its grace period, so the ingest closes them all
+# (merge, summary, manifest, signature), as the archive does in production.
+key="$tmp/bench.key"
+"$VIGIE" archive keygen --key "$key" > /dev/null 2>&1
 mkdir -p "$tmp/data"
-vigie_s=$(seconds "$VIGIE" archive ingest --format apache_combined --data "$tmp/data" "$tmp/access.log")
+vigie_s=$(seconds "$VIGIE" archive ingest --format apache_combined --data "$tmp/data" --key "$key" "$tmp/access.log")
 mkdir -p "$tmp/tantivy"
 cat > "$tmp/tantivy/meta.json" <<'EOF'
 {"index_settings":{"docstore_compression":"lz4","docstore_blocksize":16384},"segments":[],"schema":[
@@ -98,8 +80,6 @@ EOF
 tantivy_s=$(seconds "$TANTIVY" index --index "$tmp/tantivy" --file "$tmp/records.ndjson" --num_threads 1)
 
 # Search: one IP over the whole year, QUERIES different IPs.
-key="$tmp/bench.key"
-"$VIGIE" archive keygen --key "$key" > /dev/null 2>&1
 : > "$tmp/vigie_times"; : > "$tmp/rg_times"
 head -n "$QUERIES" "$tmp/ips" | while read -r ip; do
     seconds "$VIGIE" archive search --data "$tmp/data" --key "$key" --ip "$ip" --from 2024-04-01 --to 2025-05-01 \

@@ -12,7 +12,7 @@ use retention::{Archive, ArchiveKey, ExportFormat, PublicKey, Requisition, Requi
 
 /// Records appended between two commits of a backfill: a `kill -9` loses at most this many,
 /// which the next run replays (ids are `file:line`, so nothing is counted twice).
-const INGEST_BATCH: usize = 20_000;
+const INGEST_BATCH: usize = 100_000;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ArchiveCommand {

@@ -1,10 +1,11 @@
 //! Writes the compatibility archive of the current format version, to be committed under
 //! `retention/tests/compat/v<FORMAT_VERSION>` when a new format version is introduced:
 //!
-//! `cargo run -p retention --example generate_compat_archive -- retention/tests/compat/v2`
+//! `cargo run -p retention --example generate_compat_archive -- retention/tests/compat/v3`
 //!
-//! Version 2 days are sealed (manifest, signature, chain head) with the fixture key
-//! `fixture::V2_KEY_SEED`, as of 2025-04-09.
+//! It writes the records of `fixture::batches_v2` (the fields have not changed since version 2).
+//! Days are sealed (manifest, signature, chain head; from version 3 on, the day summary too)
+//! with the fixture key `fixture::V2_KEY_SEED`, as of 2025-04-09.
 
 #[path = "../tests/compat/fixture.rs"]
 mod fixture;

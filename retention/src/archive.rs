@@ -13,7 +13,7 @@ use jiff::civil::Date;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::IndexRecordOption;
-use tantivy::{Order, TantivyDocument, Term};
+use tantivy::{DocSet, Order, TantivyDocument, Term};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,7 @@ use crate::keys::ArchiveKey;
 use crate::partition::{self, PURGING_PREFIX, Partition, TMP_PREFIX, utc_day};
 use crate::record::ConnectionRecord;
 use crate::schema::{self, TIMESTAMP_NS};
+use crate::summary::{self, Kind};
 
 /// Records that arrive for a day already sealed go here (`late/<day>.jsonl`), since a sealed
 /// day never changes; searches read them too.
@@ -200,9 +201,14 @@ impl Archive {
             if !path.is_dir() {
                 continue;
             }
-            // Opening validates the format version and the schema of every day now, rather
-            // than failing on the day a requisition needs it.
-            Partition::open(&path, day)?;
+            // A writer validates the format version and the schema of every day now, rather
+            // than failing on the day it needs. A reader only checks the metadata (format
+            // version, day): it opens just the indexes its search needs, each validated then.
+            if writable {
+                Partition::open(&path, day)?;
+            } else {
+                partition::check_meta(&path, day)?;
+            }
             if integrity::is_sealed(&path) {
                 sealed.insert(day);
             }
@@ -375,52 +381,61 @@ impl Archive {
     }
 
     /// The committed records matching `query`, earliest first. Opens only the days the time
-    /// range covers.
+    /// range covers, and of those only the ones whose summary may hold what it looks for.
     pub fn search(&self, query: &ArchiveQuery) -> Result<Vec<ConnectionRecord>, ArchiveError> {
-        if query.to <= query.from || query.limit == 0 {
+        if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let first_day = utc_day(query.from);
-        let last_day = utc_day(query.to - jiff::SignedDuration::from_nanos(1));
-        let wanted = query.offset.saturating_add(query.limit);
-        let mut out = Vec::new();
-        for day in self.days.range(first_day..=last_day).copied() {
-            let remaining = wanted - out.len();
-            if remaining == 0 {
-                break;
-            }
-            let mut found = Vec::new();
-            self.with_partition(day, |p| search_day(p, query, remaining, &mut found))?;
-            if self.sealed.contains(&day) {
-                found.extend(self.late_records(day)?.into_iter().filter(|r| query.matches(r)));
-                found.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.event_id.cmp(&b.event_id)));
-                found.truncate(remaining);
-            }
-            out.extend(found);
-        }
-        Ok(out.into_iter().skip(query.offset).collect())
+        Ok(self.run(query, false)?.0)
     }
 
     /// How many records match `query` (its offset and limit ignored).
     pub fn count(&self, query: &ArchiveQuery) -> Result<u64, ArchiveError> {
+        let everything = ArchiveQuery { offset: 0, limit: 0, ..query.clone() };
+        Ok(self.run(&everything, true)?.1)
+    }
+
+    /// [`Archive::search`] and [`Archive::count`] in one pass over the days: the records of the
+    /// page and the number of records matching in all.
+    pub fn search_and_count(&self, query: &ArchiveQuery) -> Result<(Vec<ConnectionRecord>, u64), ArchiveError> {
+        self.run(query, true)
+    }
+
+    fn run(&self, query: &ArchiveQuery, counting: bool) -> Result<(Vec<ConnectionRecord>, u64), ArchiveError> {
         if query.to <= query.from {
-            return Ok(0);
+            return Ok((Vec::new(), 0));
         }
         let first_day = utc_day(query.from);
         let last_day = utc_day(query.to - jiff::SignedDuration::from_nanos(1));
-        let mut total = 0;
+        let wanted = query.offset.saturating_add(query.limit);
+        let keys = summary_keys(query);
+        let mut out = Vec::new();
+        let mut total = 0u64;
         for day in self.days.range(first_day..=last_day).copied() {
-            total += self.with_partition(day, |p| {
-                let searcher = p.searcher();
-                searcher
-                    .search(&build_query(p, query), &tantivy::collector::Count)
-                    .map_err(ArchiveError::tantivy(&p.dir))
-            })? as u64;
-            if self.sealed.contains(&day) {
-                total += self.late_records(day)?.iter().filter(|r| query.matches(r)).count() as u64;
+            let remaining = wanted - out.len();
+            if remaining == 0 && !counting {
+                break;
             }
+            let sealed = self.sealed.contains(&day);
+            let mut found = Vec::new();
+            // A sealed day's summary may prove that it holds no match; an open day has none.
+            let dir = partition::day_dir(&self.root, day);
+            let skip = sealed && keys.iter().any(|&(kind, key)| !summary::may_contain(&dir, kind, key));
+            if !skip {
+                total += self.with_partition(day, |p| search_day(p, query, remaining, counting, &mut found))?;
+            }
+            if sealed {
+                let late: Vec<_> = self.late_records(day)?.into_iter().filter(|r| query.matches(r)).collect();
+                total += late.len() as u64;
+                if remaining > 0 && !late.is_empty() {
+                    found.extend(late);
+                    found.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.event_id.cmp(&b.event_id)));
+                    found.truncate(remaining);
+                }
+            }
+            out.extend(found);
         }
-        Ok(total)
+        Ok((out.into_iter().skip(query.offset).collect(), total))
     }
 
     /// Runs `f` on the partition of `day`: the open one, or one opened for reading only.
@@ -439,7 +454,7 @@ impl Archive {
     pub fn stats(&self) -> Result<ArchiveStats, ArchiveError> {
         let mut stats = ArchiveStats { days: Vec::new(), total_documents: 0, duplicate_event_ids: 0 };
         for day in self.days.iter().copied() {
-            let (day_stats, duplicates) = self.with_partition(day, day_stats)?;
+            let (day_stats, duplicates) = self.with_partition(day, |p| day_stats(p, true))?;
             stats.total_documents += day_stats.documents;
             stats.duplicate_event_ids += duplicates;
             stats.days.push(day_stats);
@@ -496,7 +511,7 @@ impl Archive {
                 continue;
             }
             let dir = partition::day_dir(&self.root, day);
-            let (record_count, _) = self.with_partition(day, day_stats).map(|(s, d)| (s.documents, d))?;
+            let record_count = self.with_partition(day, |p| day_stats(p, false))?.0.documents;
             let late = self.late_records(day)?.len() as u64;
             let manifest = integrity::read_manifest_unverified(&dir);
             let certificate = DeletionCertificate {
@@ -586,7 +601,12 @@ impl Archive {
             };
             self.touched.remove(&day);
             partition.compact()?;
-            let (stats, _) = day_stats(&partition)?;
+            let (stats, _) = day_stats(&partition, false)?;
+            // The summary before the manifest, so that the manifest covers it.
+            let f = &partition.fields;
+            let summarized =
+                [(Kind::SourceIp, f.source_ip), (Kind::UserName, f.user_name), (Kind::SchoolUai, f.school_uai)];
+            summary::write(&dir, &partition.searcher(), summarized)?;
             drop(partition);
             let files = integrity::hash_files(&dir)?;
             let previous = integrity::read_head_unverified(&self.root)?;
@@ -655,57 +675,133 @@ fn build_query(partition: &Partition, query: &ArchiveQuery) -> BooleanQuery {
     BooleanQuery::new(clauses)
 }
 
+/// The columns of one segment that hold values format version 3 does not store (older days
+/// store them, and lack some of these columns).
+#[derive(Clone)]
+struct FastColumns {
+    source_ip: Option<tantivy::columnar::Column<std::net::Ipv6Addr>>,
+    source_port: Option<tantivy::columnar::Column<u64>>,
+}
+
+impl FastColumns {
+    fn open(segment: &tantivy::SegmentReader, dir: &Path) -> Result<FastColumns, ArchiveError> {
+        let fast = segment.fast_fields();
+        let schema = segment.schema();
+        // Version 1 has neither column (and asking for a field that is not fast is an error).
+        let is_fast = |name: &str| schema.get_field(name).is_ok_and(|f| schema.get_field_entry(f).is_fast());
+        Ok(FastColumns {
+            source_ip: match is_fast(schema::SOURCE_IP) {
+                true => fast.column_opt(schema::SOURCE_IP).map_err(ArchiveError::tantivy(dir))?,
+                false => None,
+            },
+            source_port: match is_fast(schema::SOURCE_PORT) {
+                true => fast.column_opt(schema::SOURCE_PORT).map_err(ArchiveError::tantivy(dir))?,
+                false => None,
+            },
+        })
+    }
+
+    fn values(&self, doc: tantivy::DocId, timestamp_ns: Option<i64>) -> schema::FastValues {
+        schema::FastValues {
+            timestamp_ns,
+            source_ip: self.source_ip.as_ref().and_then(|c| c.first(doc)),
+            source_port: self.source_port.as_ref().and_then(|c| c.first(doc)),
+        }
+    }
+}
+
+/// The keys a day's summary must hold for the day to hold a match of `query`.
+fn summary_keys(query: &ArchiveQuery) -> Vec<(Kind, u64)> {
+    // Any field will do to build the term: only its value bytes are hashed.
+    let field = tantivy::schema::Field::from_field_id(0);
+    let mut keys = Vec::new();
+    if let Some(ip) = query.source_ip {
+        keys.push((Kind::SourceIp, summary::key(Kind::SourceIp, &Term::from_field_ip_addr(field, schema::to_v6(ip)))));
+    }
+    if let Some(user) = &query.user_name {
+        keys.push((Kind::UserName, summary::key(Kind::UserName, &Term::from_field_text(field, user))));
+    }
+    if let Some(school) = &query.school_uai {
+        keys.push((Kind::SchoolUai, summary::key(Kind::SchoolUai, &Term::from_field_text(field, school))));
+    }
+    keys
+}
+
+/// Appends to `out` at most `limit` matches of `query` in one day, earliest first, and returns
+/// how many match in the day when `counting` (0 otherwise).
 fn search_day(
     partition: &Partition,
     query: &ArchiveQuery,
     limit: usize,
+    counting: bool,
     out: &mut Vec<ConnectionRecord>,
-) -> Result<(), ArchiveError> {
+) -> Result<u64, ArchiveError> {
     let fields = &partition.fields;
     let searcher = partition.searcher();
-    let collector = TopDocs::with_limit(limit).order_by_fast_field::<i64>(TIMESTAMP_NS, Order::Asc);
-    let hits =
-        searcher.search(&build_query(partition, query), &collector).map_err(ArchiveError::tantivy(&partition.dir))?;
-    for (_, address) in hits {
+    let q = build_query(partition, query);
+    let err = ArchiveError::tantivy(&partition.dir);
+    let (hits, count) = match (limit, counting) {
+        (0, false) => return Ok(0),
+        (0, true) => (Vec::new(), searcher.search(&q, &tantivy::collector::Count).map_err(err)?),
+        (limit, counting) => {
+            let top = TopDocs::with_limit(limit).order_by_fast_field::<i64>(TIMESTAMP_NS, Order::Asc);
+            if counting {
+                let (count, hits) = searcher.search(&q, &(tantivy::collector::Count, top)).map_err(err)?;
+                (hits, count)
+            } else {
+                (searcher.search(&q, &top).map_err(err)?, 0)
+            }
+        }
+    };
+    // The columns of the segments hits are in, opened once per segment.
+    let mut columns: Vec<Option<FastColumns>> = vec![None; searcher.segment_readers().len()];
+    for (timestamp_ns, address) in hits {
         let doc: TantivyDocument = searcher.doc(address).map_err(ArchiveError::tantivy(&partition.dir))?;
-        out.push(fields.record_of(&doc, &partition.dir)?);
+        let slot = &mut columns[address.segment_ord as usize];
+        if slot.is_none() {
+            *slot = Some(FastColumns::open(searcher.segment_reader(address.segment_ord), &partition.dir)?);
+        }
+        let fast = slot.as_ref().expect("opened above").values(address.doc_id, timestamp_ns);
+        out.push(fields.record_of(&doc, fast, &partition.dir)?);
     }
-    Ok(())
+    Ok(count as u64)
 }
 
-/// The statistics of one day and its count of duplicated ids, read from the live documents'
-/// fast fields (no document is decompressed).
-fn day_stats(partition: &Partition) -> Result<(DayStats, u64), ArchiveError> {
+/// The statistics of one day (from the live documents' time column: no document is
+/// decompressed) and, with `duplicates`, its count of event ids held by more than one live
+/// document (from the event id's postings).
+fn day_stats(partition: &Partition, duplicates: bool) -> Result<(DayStats, u64), ArchiveError> {
     let searcher = partition.searcher();
-    let tantivy_err = ArchiveError::tantivy(&partition.dir);
+    let dir = &partition.dir;
+    let tantivy_err = |e| ArchiveError::tantivy(dir)(e);
+    let io_err = |e| ArchiveError::io(dir)(e);
     let mut documents = 0;
     let mut range: Option<(i64, i64)> = None;
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut duplicates = 0;
-    let mut id = String::new();
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut duplicated = 0;
     for segment in searcher.segment_readers() {
-        let fast = segment.fast_fields();
-        let (timestamps, ids) = match (fast.i64(TIMESTAMP_NS), fast.str(schema::EVENT_ID)) {
-            (Ok(t), Ok(Some(i))) => (t, i),
-            (Err(e), _) | (_, Err(e)) => return Err(tantivy_err(e)),
-            (Ok(_), Ok(None)) => {
-                return Err(ArchiveError::Corrupt {
-                    path: partition.dir.clone(),
-                    reason: "its event ids are not a fast field".into(),
-                });
-            }
-        };
+        let timestamps = segment.fast_fields().i64(TIMESTAMP_NS).map_err(tantivy_err)?;
         for doc in segment.doc_ids_alive() {
             documents += 1;
             if let Some(t) = timestamps.first(doc) {
                 range = Some(range.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
             }
-            for ord in ids.term_ords(doc) {
-                id.clear();
-                ids.ord_to_str(ord, &mut id).map_err(ArchiveError::io(&partition.dir))?;
-                if !seen.insert(id.clone()) {
-                    duplicates += 1;
+        }
+        if !duplicates {
+            continue;
+        }
+        let inverted = segment.inverted_index(partition.fields.event_id).map_err(tantivy_err)?;
+        let mut terms = inverted.terms().stream().map_err(io_err)?;
+        while terms.advance() {
+            let mut postings =
+                inverted.read_postings_from_terminfo(terms.value(), IndexRecordOption::Basic).map_err(io_err)?;
+            let mut doc = postings.doc();
+            while doc != tantivy::TERMINATED {
+                if segment.alive_bitset().is_none_or(|alive| alive.is_alive(doc)) && !seen.insert(terms.key().to_vec())
+                {
+                    duplicated += 1;
                 }
+                doc = postings.advance();
             }
         }
     }
@@ -717,7 +813,7 @@ fn day_stats(partition: &Partition) -> Result<(DayStats, u64), ArchiveError> {
             first: range.and_then(|(a, _)| ts(a)),
             last: range.and_then(|(_, b)| ts(b)),
         },
-        duplicates,
+        duplicated,
     ))
 }
 
@@ -970,11 +1066,17 @@ mod tests {
         archive.commit().unwrap();
         drop(archive);
         let meta = day_dir(dir.path(), date("2025-04-07")).join("partition.json");
-        std::fs::write(&meta, r#"{"format_version": 3, "whatever": "changed"}"#).unwrap();
+        let newer = FORMAT_VERSION + 1;
+        std::fs::write(&meta, format!(r#"{{"format_version": {newer}, "whatever": "changed"}}"#)).unwrap();
         let err = Archive::open(dir.path()).unwrap_err();
-        assert!(matches!(err, ArchiveError::TooNew { found: 3, supported: 2, .. }), "{err}");
+        assert!(
+            matches!(err, ArchiveError::TooNew { found, supported: FORMAT_VERSION, .. } if found == newer),
+            "{err}"
+        );
         let message = err.to_string();
         assert!(message.contains("2025-04-07") && message.contains("newer vigie"), "{message}");
+        // A reader, which opens no index up front, refuses it too.
+        assert!(matches!(Archive::open_read_only(dir.path()), Err(ArchiveError::TooNew { .. })));
     }
 
     #[test]

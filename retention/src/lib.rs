@@ -3,11 +3,13 @@
 //!
 //! Layout on disk: one directory per UTC day (`2025-04-07/`) holding `partition.json` (format
 //! version, day, first and last timestamps), `index/` (a Tantivy index) and, once the day is
-//! closed, `manifest.json` and `manifest.sig` (see `integrity`); at the root, `chain.json` (the
+//! closed, `summary.bin` (a filter of its addresses, accounts and schools, see `summary`),
+//! `manifest.json` and `manifest.sig` (see `integrity`); at the root, `chain.json` (the
 //! signed head of the manifest chain), `certificates/` (one signed deletion certificate per
 //! purged day), `holds.json` (legal holds) and `late/` (records that arrived after their day
 //! was sealed). A search opens
-//! only the days its time range covers; retention removes whole day directories. The records
+//! only the days its time range covers and whose summary may hold what it looks for; retention
+//! removes whole day directories. The records
 //! hold what décret 2021-1362 asks for (client IP and port, protocol, operation type, time,
 //! duration, account, terminal) and never the content consulted (no URL path, query string,
 //! referrer or body). Nothing outside this crate writes the archive.
@@ -23,6 +25,7 @@ mod requisition;
 mod routes;
 mod schema;
 mod sink;
+mod summary;
 
 pub use archive::{AppendReport, Archive, ArchiveQuery, ArchiveStats, DayStats, LegalHold, PurgeReport};
 pub use error::ArchiveError;

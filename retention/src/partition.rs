@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
+use tantivy::indexer::IndexWriterOptions;
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TERMINATED, Term};
 
@@ -21,7 +22,7 @@ use crate::schema::{self, Fields};
 
 /// The on-disk format this code writes. Bump it with any schema or layout change, and add
 /// a `tests/compat/vN` archive for the new version.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const META_FILE: &str = "partition.json";
 const INDEX_DIR: &str = "index";
 pub(crate) const TMP_PREFIX: &str = ".tmp-";
@@ -92,7 +93,11 @@ impl Partition {
         std::fs::create_dir_all(&index_dir).map_err(ArchiveError::io(&index_dir))?;
         let meta = PartitionMeta { format_version: FORMAT_VERSION, day, first: None, last: None };
         write_meta(&tmp, &meta)?;
-        let index = Index::create_in_dir(&index_dir, schema::schema()).map_err(ArchiveError::tantivy(&tmp))?;
+        let index = Index::builder()
+            .schema(schema::schema())
+            .settings(schema::index_settings())
+            .create_in_dir(&index_dir)
+            .map_err(ArchiveError::tantivy(&tmp))?;
         drop(index);
         sync_dir(&index_dir)?;
         sync_dir(&tmp)?;
@@ -105,13 +110,7 @@ impl Partition {
 
     /// Opens an existing day directory, refusing a format newer than this code's.
     pub(crate) fn open(dir: &Path, day: Date) -> Result<Partition, ArchiveError> {
-        let meta = read_meta(dir)?;
-        if meta.day != day {
-            return Err(ArchiveError::Corrupt {
-                path: dir.to_owned(),
-                reason: format!("its metadata names the day {} instead of {day}", meta.day),
-            });
-        }
+        let meta = check_meta(dir, day)?;
         let index = Index::open_in_dir(dir.join(INDEX_DIR)).map_err(ArchiveError::tantivy(dir))?;
         let fields = Fields::resolve(&index.schema(), dir)?;
         let reader = index
@@ -144,22 +143,25 @@ impl Partition {
     /// Returns how many records replaced one already there.
     pub(crate) fn append(&mut self, records: &[&ConnectionRecord]) -> Result<u64, ArchiveError> {
         if self.writer.is_none() {
-            let writer =
-                self.index.writer_with_num_threads(1, WRITER_MEMORY_BYTES).map_err(ArchiveError::tantivy(&self.dir))?;
-            self.writer = Some(writer);
+            self.writer = Some(self.new_writer()?);
         }
         let searcher = self.reader.searcher();
+        // A day with no committed document (a new day) cannot hold any id yet: no lookup.
+        let committed_docs = searcher.num_docs() > 0;
         let mut replaced = 0;
         for record in records {
             let term = Term::from_field_text(self.fields.event_id, &record.event_id);
             let already_pending = !self.pending_ids.insert(record.event_id.clone());
-            if already_pending || committed_contains(&searcher, &term, &self.dir)? {
-                replaced += 1;
-            }
             let writer = self.writer.as_mut().expect("opened above");
-            // Delete-then-add in one writer is ordered by opstamp: the delete removes every
-            // earlier document with this id (committed or not), never the one added after it.
-            writer.delete_term(term);
+            if already_pending || (committed_docs && committed_contains(&searcher, &term, &self.dir)?) {
+                replaced += 1;
+                // Delete-then-add in one writer is ordered by opstamp: the delete removes every
+                // earlier document with this id (committed or not), never the one added after
+                // it. Only ids already there are deleted: a delete costs a lookup in every
+                // segment at commit, and the reader (reloaded at each commit, and the only
+                // writer holds the lock) sees every committed document.
+                writer.delete_term(term);
+            }
             writer.add_document(self.fields.document_of(record)).map_err(ArchiveError::tantivy(&self.dir))?;
             let t = record.timestamp;
             self.pending_range = Some(match self.pending_range {
@@ -205,11 +207,15 @@ impl Partition {
     /// no longer used and releases the writer, so its files never change again.
     pub(crate) fn compact(&mut self) -> Result<(), ArchiveError> {
         self.commit()?;
+        if self.writer.is_none() && self.is_compact()? {
+            // One segment, no deleted document, no stray file: nothing to merge or collect,
+            // and no writer (its threads and arena) to set up for nothing.
+            sync_dir(&self.dir.join(INDEX_DIR))?;
+            return Ok(());
+        }
         let mut writer = match self.writer.take() {
             Some(w) => w,
-            None => {
-                self.index.writer_with_num_threads(1, WRITER_MEMORY_BYTES).map_err(ArchiveError::tantivy(&self.dir))?
-            }
+            None => self.new_writer()?,
         };
         let segments = self.index.searchable_segment_ids().map_err(ArchiveError::tantivy(&self.dir))?;
         if segments.len() > 1 {
@@ -222,6 +228,38 @@ impl Partition {
         self.pending_ids.clear();
         self.pending_range = None;
         Ok(())
+    }
+
+    /// A writer with one indexing thread and one merge thread: a day is small, and several
+    /// days may be open at once.
+    fn new_writer(&self) -> Result<IndexWriter, ArchiveError> {
+        let options = IndexWriterOptions::builder()
+            .memory_budget_per_thread(WRITER_MEMORY_BYTES)
+            .num_worker_threads(1)
+            .num_merge_threads(1)
+            .build();
+        self.index.writer_with_options(options).map_err(ArchiveError::tantivy(&self.dir))
+    }
+
+    /// Whether the index is already what [`Partition::compact`] makes: at most one segment,
+    /// without deleted documents, and no file but those of its segments and Tantivy's own.
+    fn is_compact(&self) -> Result<bool, ArchiveError> {
+        let meta = self.index.load_metas().map_err(ArchiveError::tantivy(&self.dir))?;
+        if meta.segments.len() > 1 || meta.segments.iter().any(|m| m.has_deletes()) {
+            return Ok(false);
+        }
+        let used = meta.list_segment_files();
+        let index_dir = self.dir.join(INDEX_DIR);
+        for entry in std::fs::read_dir(&index_dir).map_err(ArchiveError::io(&index_dir))? {
+            let name = PathBuf::from(entry.map_err(ArchiveError::io(&index_dir))?.file_name());
+            let tantivy_own = name == Path::new("meta.json")
+                || name == Path::new(".managed.json")
+                || name.extension().is_some_and(|e| e == "lock");
+            if !tantivy_own && !used.contains(&name) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Whether a committed, live document has this event id.
@@ -252,6 +290,19 @@ fn committed_contains(searcher: &Searcher, term: &Term, dir: &Path) -> Result<bo
         }
     }
     Ok(false)
+}
+
+/// Reads the metadata of the day directory `dir`, refusing a format newer than this code's and
+/// metadata that names another day. Cheap: opens no index.
+pub(crate) fn check_meta(dir: &Path, day: Date) -> Result<PartitionMeta, ArchiveError> {
+    let meta = read_meta(dir)?;
+    if meta.day != day {
+        return Err(ArchiveError::Corrupt {
+            path: dir.to_owned(),
+            reason: format!("its metadata names the day {} instead of {day}", meta.day),
+        });
+    }
+    Ok(meta)
 }
 
 fn read_meta(dir: &Path) -> Result<PartitionMeta, ArchiveError> {

@@ -221,7 +221,7 @@ pub struct AuditEntry {
     pub requisition: Option<Requisition>,
     /// The query, described.
     pub query: Option<String>,
-    /// How many records the search or export returned.
+    /// How many records the search matched in all (every page), or the export holds.
     pub result_count: Option<u64>,
     /// SHA-256 of the export file.
     pub export_sha256: Option<String>,
@@ -329,14 +329,14 @@ impl Requisitions {
         }
         let archive = Archive::open_read_only(&self.archive_dir)?;
         let q = query.archive_query(page.saturating_mul(page_size), page_size);
-        let total = archive.count(&q)?;
-        let records = archive.search(&q)?;
+        let (records, total) = archive.search_and_count(&q)?;
+        // The audit records how many records the search matched in all, not only this page.
         let entry = self.append_audit(
             operator,
             "search",
             Some(requisition.clone()),
             Some(format!("{} page={page} page_size={page_size}", query.describe())),
-            Some(records.len() as u64),
+            Some(total),
             None,
         )?;
         Ok(SearchPage { records, total, page, page_size, audit_entry: entry.seq })

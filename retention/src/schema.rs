@@ -1,21 +1,40 @@
 //! The Tantivy schema of a day partition, and the conversion between records and documents.
 //!
-//! Format version 2 (adds user category, content id, session duration and recipients, and makes
-//! the client address and port fast fields for CIDR ranges). Any change to field names, types or
-//! options is a new format version: the compatibility tests in `tests/compat` keep the archives
-//! of versions 1 and 2 readable (a version 1 day simply has no value for the new fields).
+//! Format version 2 added user category, content id, session duration and recipients, and made
+//! the client address and port fast fields for CIDR ranges. Format version 3 keeps the same
+//! fields but indexes only what a requisition searches on (client address, account, school, and
+//! the event id for idempotent replacement); time and port are fast fields only (range and term
+//! queries run on the column), and the document store is compressed with zstd (see
+//! [`index_settings`]). Any change to field names, types or options is a new format version: the
+//! compatibility tests in `tests/compat` keep the archives of versions 1, 2 and 3 readable (a
+//! version 1 day simply has no value for the new fields). Fields are resolved by name from each
+//! day's own schema, so the queries work on every version.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
 
-use tantivy::TantivyDocument;
-use tantivy::schema::{FAST, Field, INDEXED, STORED, STRING, Schema, Value};
+use tantivy::schema::{
+    FAST, Field, IndexRecordOption, IpAddrOptions, STORED, Schema, TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::{IndexSettings, TantivyDocument};
 
 use crate::error::ArchiveError;
 use crate::record::ConnectionRecord;
 
 pub(crate) const EVENT_ID: &str = "event_id";
 pub(crate) const TIMESTAMP_NS: &str = "timestamp_ns";
+pub(crate) const SOURCE_IP: &str = "source_ip";
+pub(crate) const SOURCE_PORT: &str = "source_port";
+
+/// The values of one document read from the fast fields (columns), for the fields format
+/// version 3 keeps only there. A stored value, in older versions, takes precedence.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FastValues {
+    pub(crate) timestamp_ns: Option<i64>,
+    pub(crate) source_ip: Option<Ipv6Addr>,
+    pub(crate) source_port: Option<u64>,
+}
 
 /// The fields of one partition, resolved by name from the index's own schema.
 #[derive(Debug, Clone, Copy)]
@@ -42,31 +61,60 @@ pub(crate) struct Fields {
     recipients: Option<Field>,
 }
 
-/// The schema new partitions are created with. Only what a requisition searches on is
-/// indexed (id for idempotent replacement, time, IP, port, account); the rest is stored.
+/// The schema new partitions are created with (format version 3). Only what a requisition
+/// searches on is indexed: the event id (idempotent replacement), the client address (exact IP;
+/// also a fast field for CIDR ranges), the account and the school. Time and port are fast fields
+/// (Tantivy runs range and term queries on the column); everything else is only stored. Time,
+/// address and port are read back from their columns ([`FastValues`]), not stored twice. No
+/// field norms: they serve relevance scoring, which a requisition never uses.
 pub(crate) fn schema() -> Schema {
+    let exact = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("raw")
+                .set_index_option(IndexRecordOption::Basic)
+                .set_fieldnorms(false),
+        )
+        .set_stored();
     let mut b = Schema::builder();
-    b.add_text_field(EVENT_ID, STRING | STORED | FAST);
-    b.add_i64_field(TIMESTAMP_NS, INDEXED | STORED | FAST);
+    b.add_text_field(EVENT_ID, exact.clone());
+    b.add_i64_field(TIMESTAMP_NS, FAST);
     b.add_i64_field("utc_offset_seconds", STORED);
-    b.add_text_field("dataset", STRING | STORED);
-    b.add_ip_addr_field("source_ip", INDEXED | STORED | FAST);
-    b.add_u64_field("source_port", INDEXED | STORED | FAST);
+    b.add_text_field("dataset", STORED);
+    b.add_ip_addr_field(SOURCE_IP, IpAddrOptions::default().set_indexed().set_fast());
+    b.add_u64_field(SOURCE_PORT, FAST);
     b.add_ip_addr_field("destination_ip", STORED);
     b.add_u64_field("destination_port", STORED);
-    b.add_text_field("protocol", STRING | STORED);
-    b.add_text_field("operation", STRING | STORED);
-    b.add_text_field("user_name", STRING | STORED);
+    b.add_text_field("protocol", STORED);
+    b.add_text_field("operation", STORED);
+    b.add_text_field("user_name", exact.clone());
     b.add_text_field("user_agent", STORED);
     b.add_u64_field("status", STORED);
     b.add_u64_field("duration_ns", STORED);
-    b.add_text_field("school_uai", STRING | STORED);
-    b.add_text_field("observer", STRING | STORED);
-    b.add_text_field("user_category", STRING | STORED);
-    b.add_text_field("content_id", STRING | STORED);
+    b.add_text_field("school_uai", exact);
+    b.add_text_field("observer", STORED);
+    b.add_text_field("user_category", STORED);
+    b.add_text_field("content_id", STORED);
     b.add_u64_field("session_duration_s", STORED);
-    b.add_text_field("recipients", STRING | STORED);
+    b.add_text_field("recipients", STORED);
     b.build()
+}
+
+/// The zstd level of the document store. Level 3 is zstd's default: most of the gain of the
+/// higher levels at a fraction of their cost.
+const DOCSTORE_ZSTD_LEVEL: i32 = 3;
+/// The uncompressed size of one document-store block. Larger blocks compress better (records of
+/// one day repeat agents, operations and prefixes); each record read decompresses its block.
+const DOCSTORE_BLOCK_BYTES: usize = 64 * 1024;
+
+/// The index settings new partitions are created with (format version 3): a zstd-compressed
+/// document store in 64 KiB blocks. Older days keep the settings written in their `meta.json`.
+pub(crate) fn index_settings() -> IndexSettings {
+    IndexSettings {
+        docstore_compression: Compressor::Zstd(ZstdCompressor { compression_level: Some(DOCSTORE_ZSTD_LEVEL) }),
+        docstore_blocksize: DOCSTORE_BLOCK_BYTES,
+        ..IndexSettings::default()
+    }
 }
 
 impl Fields {
@@ -82,8 +130,8 @@ impl Fields {
             timestamp_ns: f(TIMESTAMP_NS)?,
             utc_offset_seconds: f("utc_offset_seconds")?,
             dataset: f("dataset")?,
-            source_ip: f("source_ip")?,
-            source_port: f("source_port")?,
+            source_ip: f(SOURCE_IP)?,
+            source_port: f(SOURCE_PORT)?,
             destination_ip: f("destination_ip")?,
             destination_port: f("destination_port")?,
             protocol: f("protocol")?,
@@ -157,14 +205,20 @@ impl Fields {
         doc
     }
 
-    pub(crate) fn record_of(&self, doc: &TantivyDocument, dir: &Path) -> Result<ConnectionRecord, ArchiveError> {
+    pub(crate) fn record_of(
+        &self,
+        doc: &TantivyDocument,
+        fast: FastValues,
+        dir: &Path,
+    ) -> Result<ConnectionRecord, ArchiveError> {
         let corrupt = |reason: &str| ArchiveError::Corrupt { path: dir.to_owned(), reason: reason.to_owned() };
         let text = |f: Field| doc.get_first(f).and_then(|v| v.as_str().map(str::to_owned));
         let int = |f: Field| doc.get_first(f).and_then(|v| v.as_i64());
         let uint = |f: Field| doc.get_first(f).and_then(|v| v.as_u64());
         let ip = |f: Field| doc.get_first(f).and_then(|v| v.as_ip_addr()).map(from_v6);
-        let port = |f: Field| uint(f).map(|v| u16::try_from(v).map_err(|_| corrupt("a stored port exceeds 65535")));
-        let nanos = int(self.timestamp_ns).ok_or_else(|| corrupt("a document has no timestamp"))?;
+        let port = |v: Option<u64>| v.map(|v| u16::try_from(v).map_err(|_| corrupt("a stored port exceeds 65535")));
+        let nanos =
+            int(self.timestamp_ns).or(fast.timestamp_ns).ok_or_else(|| corrupt("a document has no timestamp"))?;
         Ok(ConnectionRecord {
             event_id: text(self.event_id).ok_or_else(|| corrupt("a document has no event id"))?,
             timestamp: jiff::Timestamp::from_nanosecond(i128::from(nanos))
@@ -173,10 +227,10 @@ impl Fields {
                 .map(|v| i32::try_from(v).map_err(|_| corrupt("a stored UTC offset is out of range")))
                 .transpose()?,
             dataset: text(self.dataset).unwrap_or_default(),
-            source_ip: ip(self.source_ip),
-            source_port: port(self.source_port).transpose()?,
+            source_ip: ip(self.source_ip).or(fast.source_ip.map(from_v6)),
+            source_port: port(uint(self.source_port).or(fast.source_port)).transpose()?,
             destination_ip: ip(self.destination_ip),
-            destination_port: port(self.destination_port).transpose()?,
+            destination_port: port(uint(self.destination_port)).transpose()?,
             protocol: text(self.protocol),
             operation: text(self.operation).unwrap_or_default(),
             user_name: text(self.user_name),

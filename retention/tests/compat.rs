@@ -119,3 +119,40 @@ fn a_version_2_archive_opens_verifies_and_reads_back_exactly() {
     let school = ArchiveQuery { school_uai: Some("0691234X".into()), ..everything() };
     assert_eq!(archive.count(&school).unwrap(), 2);
 }
+
+#[test]
+fn a_version_3_archive_opens_verifies_reads_back_exactly_and_skips_days_by_their_summary() {
+    let (scratch, archive) = open_copy("v3");
+    let days: Vec<String> = archive.days().map(|d| d.to_string()).collect();
+    assert_eq!(days, ["2025-04-06", "2025-04-07"]);
+    let public = ArchiveKey::from_seed(fixture::V2_KEY_SEED).public();
+    let report = retention::verify(scratch.path(), &public).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.days_verified, 2);
+    assert_eq!(archive.search(&everything()).unwrap(), fixture::expected_v2());
+    let network = ArchiveQuery { source_network: Some("192.0.2.0/24".parse().unwrap()), ..everything() };
+    let users: Vec<_> = archive.search(&network).unwrap().into_iter().filter_map(|r| r.user_name).collect();
+    assert_eq!(users, ["élève.dupont", "élève.dupont", "enseignant.martin"]);
+    let school = ArchiveQuery { school_uai: Some("0691234X".into()), ..everything() };
+    assert_eq!(archive.count(&school).unwrap(), 2);
+    let by_port = ArchiveQuery {
+        source_ip: Some("2001:db8:85a3::8a2e:370:7334".parse().unwrap()),
+        source_port: Some(443),
+        ..everything()
+    };
+    assert_eq!(archive.search(&by_port).unwrap().len(), 1);
+    for day in &days {
+        let manifest = std::fs::read_to_string(scratch.path().join(day).join("manifest.json")).unwrap();
+        assert!(manifest.contains("\"summary.bin\""), "version 3 seals a summary with each day: {manifest}");
+    }
+    // With both indexes gone, a search for an address neither day holds still answers (their
+    // summaries exclude it), and one for an address they hold fails (it needs the index).
+    for day in &days {
+        std::fs::remove_file(scratch.path().join(day).join("index/meta.json")).unwrap();
+    }
+    let archive = Archive::open_read_only(scratch.path()).unwrap();
+    let absent = ArchiveQuery { source_ip: Some("198.51.100.200".parse().unwrap()), ..everything() };
+    assert_eq!(archive.search_and_count(&absent).unwrap(), (Vec::new(), 0));
+    let present = ArchiveQuery { source_ip: Some("192.0.2.10".parse().unwrap()), ..everything() };
+    assert!(archive.search(&present).is_err());
+}

@@ -122,6 +122,45 @@ fn a_sealed_day_is_merged_and_late_records_are_kept_beside_it() {
 }
 
 #[test]
+fn a_search_skips_the_sealed_days_whose_summary_lacks_the_address_account_or_school() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut archive = sealed_archive(dir.path());
+    // Every sealed day has a summary, covered by its manifest.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("2025-04-06/manifest.json")).unwrap()).unwrap();
+    assert!(manifest["files"]["summary.bin"].is_string(), "{manifest}");
+    // A record of a sealed day for an address the day's summary does not hold: kept beside it.
+    let late = rec("w:late", "2025-04-06T23:30:00Z", "192.0.2.99", 1234, "carol");
+    archive.append(std::slice::from_ref(&late)).unwrap();
+    archive.commit().unwrap();
+    // Break the index of the 6th: a search that opens it fails.
+    std::fs::remove_file(dir.path().join("2025-04-06/index/meta.json")).unwrap();
+    let week = |f: &dyn Fn(&mut retention::ArchiveQuery)| {
+        let mut q = retention::ArchiveQuery {
+            from: ts("2025-04-05T00:00:00Z"),
+            to: ts("2025-04-08T00:00:00Z"),
+            limit: 100,
+            ..Default::default()
+        };
+        f(&mut q);
+        archive.search_and_count(&q)
+    };
+    // Absent from every summary: no index is opened, nothing is found.
+    let (found, total) = week(&|q| q.source_ip = Some("203.0.113.77".parse().unwrap())).unwrap();
+    assert_eq!((found.len(), total), (0, 0));
+    assert_eq!(week(&|q| q.user_name = Some("mallory".into())).unwrap().1, 0);
+    assert_eq!(week(&|q| q.school_uai = Some("0750001Z".into())).unwrap().1, 0);
+    // The late record is still found: the summary skips only the day's index.
+    let (found, total) = week(&|q| q.source_ip = Some("192.0.2.99".parse().unwrap())).unwrap();
+    assert_eq!((found, total), (vec![late], 1));
+    // Present in the 6th: its (broken) index is opened, and the error shows it.
+    assert!(week(&|q| q.source_ip = Some("192.0.2.10".parse().unwrap())).is_err());
+    assert!(week(&|q| q.user_name = Some("bob".into())).is_err());
+    // A search by range has no summary to consult.
+    assert!(week(&|q| q.source_network = Some("203.0.113.0/24".parse().unwrap())).is_err());
+}
+
+#[test]
 fn a_flipped_byte_in_a_segment_names_the_day() {
     let dir = tempfile::tempdir().unwrap();
     drop(sealed_archive(dir.path()));
@@ -292,11 +331,14 @@ fn requisitions_are_scoped_paginated_exported_and_audited() {
     assert_eq!(actions, ["search", "search", "search", "search", "search", "search", "export", "export", "audit-read"]);
     assert_eq!(entries[6].export_sha256.as_deref(), Some(csv.sha256.as_str()));
     assert_eq!(entries[6].result_count, Some(6));
+    // A search is audited with the number of records it matched, not the size of the page shown.
+    assert_eq!((entries[0].result_count, entries[1].result_count), (Some(6), Some(6)));
+    assert_eq!(entries[5].result_count, Some(12));
     assert_eq!(entries[0].requisition.as_ref().unwrap(), &requisition());
     assert_eq!(entries.last().unwrap().operator, "M. Martin (DPO)");
 
     // Editing an entry is detected, and nothing more is appended to a damaged log.
-    let text = std::fs::read_to_string(&audit).unwrap().replacen("\"result_count\":4", "\"result_count\":0", 1);
+    let text = std::fs::read_to_string(&audit).unwrap().replacen("\"result_count\":6", "\"result_count\":0", 1);
     std::fs::write(&audit, text).unwrap();
     let err = desk.audit("M. Martin (DPO)").unwrap_err().to_string();
     assert!(err.contains("entry 1") && err.contains("edited"), "{err}");
