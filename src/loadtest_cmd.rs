@@ -146,7 +146,15 @@ pub(crate) fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         Err(e) => eprintln!("vigie: warning: could not raise the open-file limit: {e}"),
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    // On one core (a container's quota, or `taskset` giving the generator a core of its own),
+    // a single-threaded runtime spends nothing on work stealing and cross-thread wake-ups.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = builder.enable_all().build().context("starting the runtime")?;
     let expected_iterations = args.iterations.map(|n| n * u64::from(args.users));
     let report = runtime.block_on(async {
         let cancel = CancellationToken::new();

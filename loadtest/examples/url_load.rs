@@ -26,7 +26,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         client: ClientSettings::new(HttpVersion::Http1, &[])?,
     };
     let run = Run::new(Scenario::single_get(url)?, options)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // As `vigie loadtest`: single-threaded on one core.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = builder.enable_all().build()?;
     let report = runtime.block_on(run.run(CancellationToken::new()));
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -1,17 +1,19 @@
 //! The HTTP client: one connection per virtual user, kept alive across its requests, like a
-//! browser tab. Built on hyper's low-level `client::conn` API (HTTP/1.1 and HTTP/2) with
-//! rustls: no pool, no per-request allocation of a client, no hidden extra connections — at
-//! 10,000 virtual users, the connection count is exactly the user count.
+//! browser tab. HTTP/1.1 is spoken by [`crate::h1`], inline in the user's task; HTTP/2 by
+//! hyper's low-level `client::conn` API; TLS by rustls. No pool, no per-request allocation of
+//! a client, no hidden extra connections — at 10,000 virtual users, the connection count is
+//! exactly the user count.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use crate::h1::{H1Connection, Keep, Outgoing, Response, Stream};
 use crate::stats::ErrorKind;
 
 /// Where requests go: scheme, host and port.
@@ -133,7 +135,9 @@ impl ClientSettings {
 
 #[derive(Debug)]
 enum Sender {
-    H1(http1::SendRequest<Full<Bytes>>),
+    /// Driven inline by the user's task: see [`crate::h1`].
+    H1(H1Connection),
+    /// hyper's HTTP/2 connection task multiplexes the streams.
     H2(http2::SendRequest<Full<Bytes>>),
 }
 
@@ -141,28 +145,16 @@ enum Sender {
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) origin: Origin,
-    /// The `Host` header for HTTP/1.1 requests, built once per connection.
-    pub(crate) host_header: http::HeaderValue,
     sender: Sender,
 }
 
-/// A response with its body read.
-#[derive(Debug)]
-pub(crate) struct Response {
-    pub(crate) status: http::StatusCode,
-    pub(crate) headers: http::HeaderMap,
-    /// The body when it was asked for; empty otherwise.
-    pub(crate) body: Bytes,
-    pub(crate) body_len: u64,
-}
-
 impl Connection {
-    /// Opens a connection (TCP, then TLS for https, then the HTTP handshake).
+    /// Opens a connection (TCP, then TLS for https, then the HTTP/2 handshake if spoken).
     pub(crate) async fn open(origin: &Origin, settings: &ClientSettings) -> Result<Connection, ErrorKind> {
         let tcp = TcpStream::connect((origin.host.as_str(), origin.port)).await.map_err(|_| ErrorKind::Connect)?;
         // Requests are small and written whole: do not wait for Nagle's delayed ACK.
         let _ = tcp.set_nodelay(true);
-        if origin.https {
+        let (stream, h2) = if origin.https {
             let config = match settings.version {
                 HttpVersion::Http1 => settings.tls_h1.clone(),
                 HttpVersion::Http2 => settings.tls_h2.clone(),
@@ -179,68 +171,51 @@ impl Connection {
                 }
             })?;
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            Connection::handshake(origin, TokioIo::new(tls), h2).await
+            (Stream::Tls(Box::new(tls)), h2)
         } else {
-            Connection::handshake(origin, TokioIo::new(tcp), settings.version == HttpVersion::Http2).await
-        }
-    }
-
-    async fn handshake<T>(origin: &Origin, io: TokioIo<T>, h2: bool) -> Result<Connection, ErrorKind>
-    where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
+            (Stream::Tcp(tcp), settings.version == HttpVersion::Http2)
+        };
         let sender = if h2 {
-            let (sender, conn) =
-                http2::handshake(TokioExecutor::new(), io).await.map_err(|e| classify(&e, ErrorKind::Protocol))?;
+            let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .map_err(|e| classify(&e, ErrorKind::Protocol))?;
             tokio::spawn(conn);
             Sender::H2(sender)
         } else {
-            let (sender, conn) = http1::handshake(io).await.map_err(|e| classify(&e, ErrorKind::Protocol))?;
-            tokio::spawn(conn);
-            Sender::H1(sender)
+            let host = http::HeaderValue::from_str(&origin.authority()).map_err(|_| ErrorKind::InvalidUrl)?;
+            Sender::H1(H1Connection::new(stream, host))
         };
-        let host_header = http::HeaderValue::from_str(&origin.authority()).map_err(|_| ErrorKind::InvalidUrl)?;
-        Ok(Connection { origin: origin.clone(), host_header, sender })
+        Ok(Connection { origin: origin.clone(), sender })
     }
 
     /// Whether the peer or an error closed the connection.
-    pub(crate) fn is_closed(&self) -> bool {
-        match &self.sender {
-            Sender::H1(s) => s.is_closed(),
+    pub(crate) fn is_closed(&mut self) -> bool {
+        match &mut self.sender {
+            Sender::H1(c) => c.is_closed(),
             Sender::H2(s) => s.is_closed(),
         }
     }
 
-    /// Whether this is an HTTP/2 connection (requests then carry an absolute URI).
-    pub(crate) fn is_h2(&self) -> bool {
-        matches!(self.sender, Sender::H2(_))
-    }
-
-    /// Sends one request and reads the whole response; the body is kept when `keep_body`.
-    pub(crate) async fn send(
-        &mut self,
-        request: http::Request<Full<Bytes>>,
-        keep_body: bool,
-    ) -> Result<Response, ErrorKind> {
-        let response = match &mut self.sender {
-            Sender::H1(s) => {
-                s.ready().await.map_err(|e| classify(&e, ErrorKind::Reset))?;
-                s.send_request(request).await
-            }
-            Sender::H2(s) => {
-                s.ready().await.map_err(|e| classify(&e, ErrorKind::Reset))?;
-                s.send_request(request).await
-            }
-        }
-        .map_err(|e| classify(&e, ErrorKind::Protocol))?;
+    /// Sends one request and reads the whole response, keeping what `keep` asks for.
+    pub(crate) async fn send(&mut self, request: &Outgoing<'_>, keep: Keep) -> Result<Response, ErrorKind> {
+        let s = match &mut self.sender {
+            Sender::H1(c) => return c.send(request, keep).await,
+            Sender::H2(s) => s,
+        };
+        let mut r = http::Request::new(Full::new(request.body.clone()));
+        *r.method_mut() = request.method.clone();
+        *r.uri_mut() = request.uri.clone();
+        *r.headers_mut() = request.headers.clone();
+        s.ready().await.map_err(|e| classify(&e, ErrorKind::Reset))?;
+        let response = s.send_request(r).await.map_err(|e| classify(&e, ErrorKind::Protocol))?;
         let (parts, mut body) = response.into_parts();
         let mut body_len = 0u64;
-        let body = if keep_body {
+        let body = if keep.body {
             let bytes = body.collect().await.map_err(|e| classify(&e, ErrorKind::Protocol))?.to_bytes();
             body_len = bytes.len() as u64;
             bytes
         } else {
-            // Drained frame by frame, never concatenated: the connection is reusable afterwards.
+            // Drained frame by frame, never concatenated: the stream is released afterwards.
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| classify(&e, ErrorKind::Protocol))?;
                 if let Some(data) = frame.data_ref() {

@@ -66,6 +66,11 @@ impl Extractor {
         !matches!(self, Extractor::Header { .. } | Extractor::Regex { header: Some(_), .. })
     }
 
+    /// Whether the rule reads a response header (the others read only the body).
+    pub(crate) fn needs_headers(&self) -> bool {
+        !self.needs_body()
+    }
+
     /// The extracted value, or `None` when the response does not hold it.
     pub(crate) fn apply(&self, headers: &http::HeaderMap, body: &[u8]) -> Option<String> {
         match self {

@@ -11,6 +11,7 @@
 mod client;
 mod cookies;
 mod extract;
+mod h1;
 mod run;
 mod safety;
 mod scenario;

@@ -10,18 +10,22 @@
 //!   busy is *dropped* and counted, one started more than 25 ms after its time is *late*.
 //!   A slow server therefore shows as drops, not as a silently lower rate.
 
+use std::fmt::Write as _;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use tokio::time::Instant;
+use tokio::task::AbortHandle;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::client::{ClientSettings, Connection, Origin};
 use crate::cookies::CookieJar;
+use crate::h1::{Keep, Outgoing};
 use crate::safety::{AllowList, RateLimiter};
 use crate::scenario::{Body, Scenario, Step};
 use crate::stats::{ErrorKind, Recorder, Report, RunMeta};
@@ -106,12 +110,86 @@ pub enum RunError {
 #[derive(Debug)]
 struct Shared {
     scenario: Scenario,
+    /// What each step's requests share, worked out once.
+    prepared: Vec<Prepared>,
     options: RunOptions,
     recorder: Arc<Recorder>,
     limiter: Option<RateLimiter>,
     /// Cancelled at the deadline or on Ctrl-C.
     stop: CancellationToken,
+    /// Set with `stop`; read by users between iterations without taking the token's lock.
+    stopping: AtomicBool,
     deadline: Option<Instant>,
+}
+
+/// A request's URL, parsed and checked against the allow-list.
+#[derive(Debug)]
+struct Target {
+    uri: http::Uri,
+    origin: Origin,
+    allowed: bool,
+}
+
+impl Target {
+    fn of(url: &str, allow: &AllowList) -> Result<Target, ErrorKind> {
+        let uri: http::Uri = url.parse().map_err(|_| ErrorKind::InvalidUrl)?;
+        let origin = Origin::from_uri(&uri).ok_or(ErrorKind::InvalidUrl)?;
+        let allowed = allow.allows(&origin);
+        Ok(Target { uri, origin, allowed })
+    }
+
+    /// The origin-form request target.
+    fn path_and_query(&self) -> &str {
+        self.uri.path_and_query().map_or("/", |p| p.as_str())
+    }
+}
+
+/// The parts of a step's requests that do not depend on the user.
+#[derive(Debug)]
+struct Prepared {
+    /// The URL when its template has no variable.
+    target: Option<Result<Target, ErrorKind>>,
+    /// The headers (with the form content type) when no header is templated.
+    headers: Option<http::HeaderMap>,
+    /// What the step's extractions read from a response.
+    keep: Keep,
+}
+
+impl Prepared {
+    fn of(scenario: &Scenario, step: &Step, allow: &AllowList) -> Prepared {
+        let target = step.url.literal().map(|url| Target::of(&absolute(scenario, url), allow));
+        let headers = step
+            .headers
+            .iter()
+            .map(|(name, t)| Some((name, http::HeaderValue::from_str(t.literal()?).ok()?)))
+            .collect::<Option<Vec<_>>>()
+            .map(|fixed| {
+                let mut headers = http::HeaderMap::with_capacity(fixed.len() + 1);
+                for (name, value) in fixed {
+                    headers.append(name.clone(), value);
+                }
+                add_form_type(step, &mut headers);
+                headers
+            });
+        let keep = Keep {
+            body: step.extract.iter().any(|(_, e)| e.needs_body()),
+            headers: step.extract.iter().any(|(_, e)| e.needs_headers()),
+        };
+        Prepared { target, headers, keep }
+    }
+}
+
+fn absolute(scenario: &Scenario, url: &str) -> String {
+    match (&scenario.base_url, url.starts_with('/')) {
+        (Some(base), true) => format!("{base}{url}"),
+        _ => url.to_owned(),
+    }
+}
+
+fn add_form_type(step: &Step, headers: &mut http::HeaderMap) {
+    if matches!(step.body, Some(Body::Form(_))) && !headers.contains_key(http::header::CONTENT_TYPE) {
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-www-form-urlencoded"));
+    }
 }
 
 /// A virtual user: its connection, its cookies, the values its steps extracted.
@@ -127,11 +205,65 @@ struct User {
     rng: u64,
 }
 
-/// How an iteration ended.
-enum Outcome {
-    Completed,
-    Failed,
-    Interrupted,
+/// A running user, counted active while it exists. The run's end drops (aborts) users
+/// wherever they are: an iteration dropped half-way is counted as interrupted, without any
+/// check on the request path.
+struct Active<'a> {
+    recorder: &'a Recorder,
+    in_iteration: bool,
+}
+
+impl<'a> Active<'a> {
+    fn new(recorder: &'a Recorder) -> Active<'a> {
+        recorder.active_users.fetch_add(1, Ordering::Relaxed);
+        Active { recorder, in_iteration: false }
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        if self.in_iteration {
+            self.recorder.iterations_interrupted.fetch_add(1, Ordering::Relaxed);
+        }
+        self.recorder.active_users.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The request timeout of one user, on one timer re-armed lazily: arming a timer per request
+/// costs a timer-wheel insertion and removal each time; here the timer stays armed at an
+/// earlier request's deadline and, when it fires, is moved to the current request's deadline
+/// unless that one has passed — about one re-arm per timeout period, whatever the request rate.
+#[derive(Debug)]
+struct Deadline {
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl Deadline {
+    fn new() -> Deadline {
+        Deadline { sleep: Box::pin(tokio::time::sleep_until(Instant::now())) }
+    }
+
+    /// `future`'s output, or `Err(())` if `deadline` passes first.
+    async fn within<F: Future>(&mut self, deadline: Instant, future: F) -> Result<F::Output, ()> {
+        if self.sleep.deadline() > deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        let mut future = std::pin::pin!(future);
+        let sleep = &mut self.sleep;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Ok(output));
+            }
+            while sleep.as_mut().poll(cx).is_ready() {
+                if sleep.deadline() >= deadline {
+                    return Poll::Ready(Err(()));
+                }
+                sleep.as_mut().reset(deadline);
+            }
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 /// A run that has been checked and can start.
@@ -173,13 +305,16 @@ impl Run {
         }
         let recorder = Arc::new(Recorder::new(&scenario.step_names()));
         let limiter = options.max_rate.map(RateLimiter::new);
+        let prepared = scenario.steps.iter().map(|step| Prepared::of(&scenario, step, &options.allow)).collect();
         Ok(Run {
             shared: Arc::new(Shared {
                 scenario,
+                prepared,
                 options,
                 recorder,
                 limiter,
                 stop: CancellationToken::new(),
+                stopping: AtomicBool::new(false),
                 deadline: None,
             }),
         })
@@ -200,11 +335,10 @@ impl Run {
         let shared = Arc::new(shared);
         let stop = shared.stop.clone();
         let interrupted = {
-            let stop = stop.clone();
-            let deadline = shared.deadline;
+            let shared = shared.clone();
             tokio::spawn(async move {
                 let by_deadline = async {
-                    match deadline {
+                    match shared.deadline {
                         Some(d) => tokio::time::sleep_until(d).await,
                         None => std::future::pending().await,
                     }
@@ -212,25 +346,39 @@ impl Run {
                 let was_cancelled = tokio::select! {
                     () = cancel.cancelled() => true,
                     () = by_deadline => false,
-                    () = stop.cancelled() => false,
+                    () = shared.stop.cancelled() => false,
                 };
-                stop.cancel();
+                shared.stopping.store(true, Ordering::Relaxed);
+                shared.stop.cancel();
                 was_cancelled
             })
         };
         let tracker = TaskTracker::new();
-        match shared.options.profile.clone() {
+        let users = match shared.options.profile.clone() {
             Profile::Constant { users } => spawn_closed(&shared, &tracker, users, Duration::ZERO),
             Profile::RampUp { users, ramp } => spawn_closed(&shared, &tracker, users, ramp),
             Profile::ArrivalRate { rate, max_users } => {
                 let shared = shared.clone();
                 let inner = tracker.clone();
                 tracker.spawn(async move { open_model(shared, inner, rate, max_users).await });
+                Vec::new()
             }
-        }
+        };
         tracker.close();
-        tracker.wait().await;
-        let elapsed = start.elapsed();
+        let elapsed = tokio::select! {
+            () = tracker.wait() => start.elapsed(),
+            () = stop.cancelled() => {
+                // The measured window ends here: what is in flight is abandoned, not counted, and
+                // closing thousands of sockets is not part of the load.
+                let elapsed = start.elapsed();
+                // Users are dropped wherever they are: mid-request, thinking, or connecting.
+                for user in &users {
+                    user.abort();
+                }
+                tracker.wait().await;
+                elapsed
+            }
+        };
         // Every user finished by itself (iteration counts): end the watcher.
         stop.cancel();
         let interrupted = interrupted.await.unwrap_or(false);
@@ -259,33 +407,31 @@ fn new_user(index: usize) -> User {
     }
 }
 
-fn spawn_closed(shared: &Arc<Shared>, tracker: &TaskTracker, users: u32, ramp: Duration) {
-    for index in 0..users as usize {
-        let shared = shared.clone();
-        let delay = ramp.mul_f64(index as f64 / f64::from(users));
-        tracker.spawn(async move {
-            if !delay.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = shared.stop.cancelled() => return,
+/// Starts the users of the closed profiles; the handles abort them at the end of the run.
+fn spawn_closed(shared: &Arc<Shared>, tracker: &TaskTracker, users: u32, ramp: Duration) -> Vec<AbortHandle> {
+    (0..users as usize)
+        .map(|index| {
+            let shared = shared.clone();
+            let delay = ramp.mul_f64(index as f64 / f64::from(users));
+            let task = tracker.spawn(async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
                 }
-            }
-            let recorder = &shared.recorder;
-            recorder.active_users.fetch_add(1, Ordering::Relaxed);
-            let mut user = new_user(index);
-            loop {
-                if shared.stop.is_cancelled() || shared.options.iterations_per_user.is_some_and(|n| user.iteration >= n)
+                let mut active = Active::new(&shared.recorder);
+                let mut user = new_user(index);
+                let mut deadline = Deadline::new();
+                while !shared.stopping.load(Ordering::Relaxed)
+                    && shared.options.iterations_per_user.is_none_or(|n| user.iteration < n)
                 {
-                    break;
+                    iteration(&shared, &mut user, &mut deadline, &mut active).await;
+                    // An iteration that fails before sending anything never yields: let the
+                    // other tasks (and the end of the run) have their turn.
+                    tokio::task::consume_budget().await;
                 }
-                let outcome = iteration(&shared, &mut user).await;
-                if matches!(outcome, Outcome::Interrupted) {
-                    break;
-                }
-            }
-            recorder.active_users.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
+            });
+            task.abort_handle()
+        })
+        .collect()
 }
 
 /// Iterations scheduled more than this after their time count as late.
@@ -314,39 +460,38 @@ async fn open_model(shared: Arc<Shared>, tracker: TaskTracker, rate: f64, max_us
         let shared = shared.clone();
         let idle = idle.clone();
         tracker.spawn(async move {
-            shared.recorder.active_users.fetch_add(1, Ordering::Relaxed);
-            iteration(&shared, &mut user).await;
-            shared.recorder.active_users.fetch_sub(1, Ordering::Relaxed);
-            idle.lock().unwrap_or_else(|p| p.into_inner()).push(user);
+            let mut active = Active::new(&shared.recorder);
+            let mut deadline = Deadline::new();
+            let finished = tokio::select! {
+                () = iteration(&shared, &mut user, &mut deadline, &mut active) => true,
+                () = shared.stop.cancelled() => false,
+            };
+            if finished {
+                idle.lock().unwrap_or_else(|p| p.into_inner()).push(user);
+            }
         });
     }
 }
 
 /// One pass through the scenario. Each iteration is a new session: cookies and extracted
 /// values are forgotten; the connection is kept (as a browser keeps its socket).
-async fn iteration(shared: &Shared, user: &mut User) -> Outcome {
+async fn iteration(shared: &Shared, user: &mut User, deadline: &mut Deadline, active: &mut Active<'_>) {
     user.iteration += 1;
-    user.iteration_text = user.iteration.to_string();
+    user.iteration_text.clear();
+    let _ = write!(user.iteration_text, "{}", user.iteration);
     user.jar.clear();
     user.extracted.clear();
+    active.in_iteration = true;
     let recorder = &shared.recorder;
     for (index, step) in shared.scenario.steps.iter().enumerate() {
-        let result = tokio::select! {
-            r = request(shared, user, index, step) => r,
-            () = shared.stop.cancelled() => {
-                // Abandoned mid-request: the connection is in an unknown state.
-                user.connection = None;
-                recorder.iterations_interrupted.fetch_add(1, Ordering::Relaxed);
-                return Outcome::Interrupted;
-            }
-        };
-        if let Err(kind) = result {
+        if let Err(kind) = request(shared, user, index, step, deadline).await {
             recorder.error(index, kind);
             if kind.breaks_connection() {
                 user.connection = None;
             }
             recorder.iterations_failed.fetch_add(1, Ordering::Relaxed);
-            return Outcome::Failed;
+            active.in_iteration = false;
+            return;
         }
         if let Some(think) = step.think {
             let pause = if think.max > think.min {
@@ -355,17 +500,11 @@ async fn iteration(shared: &Shared, user: &mut User) -> Outcome {
             } else {
                 think.min
             };
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = shared.stop.cancelled() => {
-                    recorder.iterations_interrupted.fetch_add(1, Ordering::Relaxed);
-                    return Outcome::Interrupted;
-                }
-            }
+            tokio::time::sleep(pause).await;
         }
     }
     recorder.iterations_completed.fetch_add(1, Ordering::Relaxed);
-    Outcome::Completed
+    active.in_iteration = false;
 }
 
 fn next_random(state: &mut u64) -> u64 {
@@ -392,19 +531,28 @@ fn lookup<'a>(shared: &'a Shared, user: &'a User, name: &str) -> Option<&'a str>
 const FORM_VALUE: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'*');
 
-/// One step: build the request, send it on the user's connection, check and extract.
-async fn request(shared: &Shared, user: &mut User, index: usize, step: &Step) -> Result<(), ErrorKind> {
-    let url = step.url.render(|n| lookup(shared, user, n)).map_err(|_| ErrorKind::Extraction)?;
-    let url = match (&shared.scenario.base_url, url.starts_with('/')) {
-        (Some(base), true) => format!("{base}{url}"),
-        _ => url,
+/// One step: build the request, send it on the user's connection, check and extract. What
+/// does not depend on the user (a URL or headers without variables) was prepared once.
+async fn request(
+    shared: &Shared,
+    user: &mut User,
+    index: usize,
+    step: &Step,
+    deadline: &mut Deadline,
+) -> Result<(), ErrorKind> {
+    let prepared = &shared.prepared[index];
+    let rendered;
+    let target = match &prepared.target {
+        Some(fixed) => fixed.as_ref().map_err(|kind| *kind)?,
+        None => {
+            let url = step.url.render(|n| lookup(shared, user, n)).map_err(|_| ErrorKind::Extraction)?;
+            rendered = Target::of(&absolute(&shared.scenario, &url), &shared.options.allow)?;
+            &rendered
+        }
     };
-    let uri: http::Uri = url.parse().map_err(|_| ErrorKind::InvalidUrl)?;
-    let origin = Origin::from_uri(&uri).ok_or(ErrorKind::InvalidUrl)?;
-    if !shared.options.allow.allows(&origin) {
+    if !target.allowed {
         return Err(ErrorKind::Refused);
     }
-    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let body = match &step.body {
         None => Bytes::new(),
         Some(Body::Raw(t)) => Bytes::from(t.render(|n| lookup(shared, user, n)).map_err(|_| ErrorKind::Extraction)?),
@@ -422,53 +570,66 @@ async fn request(shared: &Shared, user: &mut User, index: usize, step: &Step) ->
             Bytes::from(out)
         }
     };
-    let mut headers = http::HeaderMap::with_capacity(step.headers.len() + 3);
-    for (name, t) in &step.headers {
-        let v = t.render(|n| lookup(shared, user, n)).map_err(|_| ErrorKind::Extraction)?;
-        headers.append(name.clone(), http::HeaderValue::from_str(&v).map_err(|_| ErrorKind::InvalidUrl)?);
-    }
-    if matches!(step.body, Some(Body::Form(_))) && !headers.contains_key(http::header::CONTENT_TYPE) {
-        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-www-form-urlencoded"));
-    }
-    let now = jiff::Timestamp::now();
-    if !user.jar.is_empty()
-        && let Some(cookie) = user.jar.header_for(&origin.host, uri.path(), origin.https, now)
-        && let Ok(v) = http::HeaderValue::from_str(&cookie)
-    {
-        headers.insert(http::header::COOKIE, v);
-    }
+    let cookie = if user.jar.is_empty() {
+        None
+    } else {
+        user.jar
+            .header_for(&target.origin.host, target.uri.path(), target.origin.https, jiff::Timestamp::now())
+            .and_then(|c| http::HeaderValue::from_str(&c).ok())
+    };
+    let built;
+    let headers = match (&prepared.headers, cookie) {
+        (Some(fixed), None) => fixed,
+        (fixed, cookie) => {
+            let mut headers = match fixed {
+                Some(fixed) => fixed.clone(),
+                None => {
+                    let mut headers = http::HeaderMap::with_capacity(step.headers.len() + 2);
+                    for (name, t) in &step.headers {
+                        let v = t.render(|n| lookup(shared, user, n)).map_err(|_| ErrorKind::Extraction)?;
+                        headers
+                            .append(name.clone(), http::HeaderValue::from_str(&v).map_err(|_| ErrorKind::InvalidUrl)?);
+                    }
+                    add_form_type(step, &mut headers);
+                    headers
+                }
+            };
+            if let Some(cookie) = cookie {
+                headers.insert(http::header::COOKIE, cookie);
+            }
+            built = headers;
+            &built
+        }
+    };
     if let Some(limiter) = &shared.limiter {
         limiter.acquire().await;
     }
-    let keep_body = step.extract.iter().any(|(_, e)| e.needs_body());
     let sent = Instant::now();
     let exchange = async {
-        if user.connection.as_ref().is_none_or(|c| c.origin != origin || c.is_closed()) {
+        if user.connection.as_mut().is_none_or(|c| c.origin != target.origin || c.is_closed()) {
             user.connection = None;
-            user.connection = Some(Connection::open(&origin, &shared.options.client).await?);
+            // Boxed: the TLS and HTTP/2 handshakes make a large future, which would otherwise be
+            // copied into every request's future although a user connects only once.
+            user.connection = Some(Box::pin(Connection::open(&target.origin, &shared.options.client)).await?);
         }
         let connection = user.connection.as_mut().expect("just opened");
-        let mut builder = http::Request::builder().method(step.method.clone());
-        if connection.is_h2() {
-            builder = builder.uri(uri.clone());
-        } else {
-            builder = builder.uri(path_and_query.as_str());
-            headers.insert(http::header::HOST, connection.host_header.clone());
-        }
-        let mut request = builder.body(Full::new(body)).map_err(|_| ErrorKind::InvalidUrl)?;
-        *request.headers_mut() = headers;
-        connection.send(request, keep_body).await
+        let outgoing =
+            Outgoing { method: &step.method, target: target.path_and_query(), uri: &target.uri, headers, body: &body };
+        connection.send(&outgoing, prepared.keep).await
     };
-    let response = match tokio::time::timeout(shared.options.timeout, exchange).await {
+    let response = match deadline.within(sent + shared.options.timeout, exchange).await {
         Ok(r) => r?,
-        Err(_) => return Err(ErrorKind::Timeout),
+        Err(()) => return Err(ErrorKind::Timeout),
     };
     let latency = sent.elapsed();
     let status = response.status.as_u16();
     shared.recorder.response(index, user.index, latency, status, response.body_len);
-    for set_cookie in response.headers.get_all(http::header::SET_COOKIE) {
-        if let Ok(v) = set_cookie.to_str() {
-            user.jar.store(v, &origin.host, uri.path(), now);
+    if response.headers.contains_key(http::header::SET_COOKIE) {
+        let now = jiff::Timestamp::now();
+        for set_cookie in response.headers.get_all(http::header::SET_COOKIE) {
+            if let Ok(v) = set_cookie.to_str() {
+                user.jar.store(v, &target.origin.host, target.uri.path(), now);
+            }
         }
     }
     if status >= 500 {
@@ -497,6 +658,31 @@ mod tests {
         let draws: Vec<u64> = (0..1000).map(|_| next_random(&mut a) % 2001).collect();
         assert!(draws.iter().all(|d| *d <= 2000));
         assert!(draws.iter().any(|d| *d < 200) && draws.iter().any(|d| *d > 1800));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lazily_rearmed_timeout_fires_at_each_requests_own_deadline() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut deadline = Deadline::new();
+        // Arms the timer at t0 + 1 s; the request ends at 0.1 s and leaves it armed there.
+        assert_eq!(deadline.within(t0 + ms(1000), async { tokio::time::sleep(ms(100)).await }).await, Ok(()));
+        // The next request's deadline is 1.1 s: the timer fires at 1 s, is moved, and the
+        // request, done at 1.05 s, is not a timeout.
+        let late = deadline.within(t0 + ms(1100), async { tokio::time::sleep(ms(950)).await }).await;
+        assert_eq!(late, Ok(()));
+        assert_eq!(t0.elapsed(), ms(1050));
+        // A request that never ends times out exactly at its own deadline.
+        let stuck = deadline.within(t0 + ms(2050), std::future::pending::<()>()).await;
+        assert_eq!(stuck, Err(()));
+        assert_eq!(t0.elapsed(), ms(2050));
+        // A quick request re-arms the timer 1 s ahead; a shorter deadline after it still holds.
+        let now = Instant::now();
+        assert_eq!(deadline.within(now + ms(1000), async { tokio::time::sleep(ms(1)).await }).await, Ok(()));
+        assert_eq!(deadline.sleep.deadline(), now + ms(1000));
+        let now = Instant::now();
+        let stuck = deadline.within(now + ms(10), std::future::pending::<()>()).await;
+        assert_eq!((stuck, now.elapsed()), (Err(()), ms(10)));
     }
 
     #[test]

@@ -196,6 +196,15 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The text when the template has no variable: rendered once for every request.
+    pub(crate) fn literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Literal(s)] => Some(s),
+            _ => None,
+        }
+    }
+
     /// The variables this template reads.
     pub(crate) fn vars(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
