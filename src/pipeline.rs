@@ -53,14 +53,8 @@ pub(crate) async fn run(
     let (archive, recorder, maintenance) = open_archive(&config, &data)?;
     let alerts_db = data.join("alerting.sqlite");
     // The key of the signed links in emails (approve a notice, acknowledge an alert).
-    let signing_key =
-        alerting::SigningKey::load_or_create(&data.join("signing.key")).context("opening the link signing key")?;
-    let mut policy = config.policy.clone();
-    policy.ack = Some(alerting::AckLinks {
-        key: signing_key.clone(),
-        base_url: config.notice_policy.base_url.clone(),
-        valid_for: config.ack_valid_for,
-    });
+    let signing_key = crate::roles::signing_key(&data)?;
+    let policy = crate::roles::alert_policy(&config, signing_key.clone());
     let store = alerting::AlertStore::open(&alerts_db, policy.clone()).context("opening the alert store")?;
     let notices = alerting::Notices::open(&alerts_db, config.notice_policy.clone(), signing_key.clone())
         .context("opening the outage notices")?;

@@ -208,8 +208,8 @@ async fn run_consumer_role(
         }
         Role::Alerter => {
             let alerting_metrics = alerting::AlertingMetrics::register(&mut registry);
-            let store =
-                alerting::AlertStore::open(&alerts_db, config.policy.clone()).context("opening the alert store")?;
+            let store = alerting::AlertStore::open(&alerts_db, alert_policy(&config, signing_key(&data)?))
+                .context("opening the alert store")?;
             let (tx, rx) = mpsc::channel::<Batch<analyzer::Detection>>(cap);
             let spec = bus::ConsumerSpec {
                 role: "alerter",
@@ -264,7 +264,19 @@ async fn run_consumer_role(
         settings: config.server.clone(),
         statistics: None,
         panels: Vec::new(),
-        services: dashboards::Services::default(),
+        services: match role {
+            // The alerter owns the alerting database: its pages list incidents and notices.
+            Role::Alerter => dashboards::Services {
+                incidents: Some(Arc::new(crate::services::AlertingDesk::new(
+                    alerting::Notices::open(&alerts_db, config.notice_policy.clone(), signing_key(&data)?)
+                        .context("opening the outage notices")?,
+                    alerting::Incidents::open(&alerts_db, config.incident_policy.clone())
+                        .context("opening the incidents")?,
+                ))),
+                ..dashboards::Services::default()
+            },
+            _ => dashboards::Services::default(),
+        },
     });
     let stop = tasks.fatal.clone();
     tasks.spawn("dashboards", async move { Ok(dashboards::serve(listener, state, stop).await?) });
@@ -277,6 +289,22 @@ async fn run_consumer_role(
     tasks.tracker.wait().await;
     let failures = tasks.failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(RunSummary { failures })
+}
+
+/// The key of the signed links in the emails (acknowledge an alert, approve a notice).
+pub(crate) fn signing_key(data: &DataDir) -> anyhow::Result<alerting::SigningKey> {
+    alerting::SigningKey::load_or_create(&data.join("signing.key")).context("opening the link signing key")
+}
+
+/// The configured alert policy, with acknowledgement links signed by `key` in the emails.
+pub(crate) fn alert_policy(config: &Config, key: alerting::SigningKey) -> alerting::AlertPolicy {
+    let mut policy = config.policy.clone();
+    policy.ack = Some(alerting::AckLinks {
+        key,
+        base_url: config.notice_policy.base_url.clone(),
+        valid_for: config.ack_valid_for,
+    });
+    policy
 }
 
 /// The analyzer role's rule stage: replays rebuild the windows of newly assigned partitions
