@@ -95,15 +95,22 @@ pub fn parse_in_order<A: Default + Send>(
             scope.spawn(move || {
                 for chunk in chunk_rx {
                     let mut acc = A::default();
+                    // One validation per chunk (the fast path of `str::from_utf8`); a chunk with
+                    // an invalid byte is decoded lossily as a whole, which gives each line what
+                    // decoding it alone would: a newline never belongs to a multi-byte sequence.
+                    let text = match std::str::from_utf8(&chunk.text) {
+                        Ok(text) => std::borrow::Cow::Borrowed(text),
+                        Err(_) => String::from_utf8_lossy(&chunk.text),
+                    };
                     // The reader ends every chunk with a newline, so every line has one.
-                    for (n, raw) in (chunk.first_line..).zip(chunk.text.split_inclusive(|&b| b == b'\n')) {
-                        let end = raw.len() - 1 - usize::from(raw.ends_with(b"\r\n"));
-                        let line = String::from_utf8_lossy(&raw[..end]);
-                        let parsed = parser.parse(&line, ctx).map(|mut event| {
+                    for (n, raw) in (chunk.first_line..).zip(text.split_inclusive('\n')) {
+                        let end = raw.len() - 1 - usize::from(raw.ends_with("\r\n"));
+                        let line = &raw[..end];
+                        let parsed = parser.parse(line, ctx).map(|mut event| {
                             event.id = EventId::at(source, n);
                             event
                         });
-                        fold(&mut acc, n, &line, parsed);
+                        fold(&mut acc, n, line, parsed);
                     }
                     if done_tx.send((chunk.seq, acc)).is_err() {
                         return;
