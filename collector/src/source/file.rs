@@ -569,14 +569,7 @@ mod tests {
     use super::*;
 
     async fn read_all(src: &mut FileSource) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Some(batch) = src.read(2).await.unwrap() {
-            if batch.is_empty() {
-                break;
-            }
-            out.extend(batch.into_iter().map(|r| r.line));
-        }
-        out
+        read_records(src).await.into_iter().map(|(_, _, line)| line).collect()
     }
 
     #[tokio::test]
