@@ -103,9 +103,11 @@ pub fn parse_in_order<A: Default + Send>(
                         Err(_) => String::from_utf8_lossy(&chunk.text),
                     };
                     // The reader ends every chunk with a newline, so every line has one.
-                    for (n, raw) in (chunk.first_line..).zip(text.split_inclusive('\n')) {
-                        let end = raw.len() - 1 - usize::from(raw.ends_with("\r\n"));
-                        let line = &raw[..end];
+                    let mut start = 0;
+                    for (n, newline) in (chunk.first_line..).zip(memchr::memchr_iter(b'\n', text.as_bytes())) {
+                        let line = &text[start..newline];
+                        start = newline + 1;
+                        let line = line.strip_suffix('\r').unwrap_or(line);
                         let parsed = parser.parse(line, ctx).map(|mut event| {
                             event.id = EventId::at(source, n);
                             event

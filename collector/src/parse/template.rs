@@ -561,7 +561,9 @@ fn apply_target(target: &str, ev: &mut Event) {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
-    let path = match path.split_once("://") {
+    // Origin form, nearly every line: no scheme to look for.
+    let absolute = if path.starts_with('/') { None } else { path.split_once("://") };
+    let path = match absolute {
         Some((scheme, after))
             if scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.') =>
         {
