@@ -321,7 +321,7 @@ pub(crate) fn split_host_port(text: &str) -> (&str, Option<u16>) {
 /// Undoes the escaping Apache (`\"`, `\\`, `\xhh`, `\n`, `\t`) and Nginx (`\xHH`) apply to
 /// logged strings; escaped bytes that form UTF-8 become those characters.
 pub(crate) fn unescape(text: &str) -> Cow<'_, str> {
-    if !text.contains('\\') {
+    if memchr::memchr(b'\\', text.as_bytes()).is_none() {
         return Cow::Borrowed(text);
     }
     let bytes = text.as_bytes();

@@ -537,7 +537,8 @@ fn set_time(ev: &mut Event, (ts, off): (Timestamp, i32)) {
 fn apply_request(text: &str, ev: &mut Event) {
     let Some(t) = dash_none(text) else { return };
     let t = unescape(t);
-    let Some((method, rest)) = t.split_once(' ') else { return };
+    let Some(space) = memchr::memchr(b' ', t.as_bytes()) else { return };
+    let (method, rest) = (&t[..space], &t[space + 1..]);
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_') {
         return;
     }
@@ -557,8 +558,8 @@ fn apply_request(text: &str, ev: &mut Event) {
 /// `url.path` and `url.query` from a request target: origin form (`/a?b`), absolute form
 /// (`http://host/a?b`, proxies) or authority form (`host:443`, CONNECT).
 fn apply_target(target: &str, ev: &mut Event) {
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
+    let (path, query) = match memchr::memchr(b'?', target.as_bytes()) {
+        Some(at) => (&target[..at], Some(&target[at + 1..])),
         None => (target, None),
     };
     // Origin form, nearly every line: no scheme to look for.
