@@ -1,10 +1,13 @@
-//! Events per second through the default rule set, on a mix shaped like ENT traffic.
+//! Events per second through the default rule set (the engine's hot path: dispatch by
+//! category, field scans, offender keys, windows): on a mix shaped like ENT traffic, and on
+//! the 10,000 real Apache lines of shared/data/real, parsed once before timing.
 
 use std::hint::black_box;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use analyzer::{Engine, RuleSet};
+use collector::parse::{Format, ParseContext, Parser};
 use collector::{Category, Event, EventId};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -55,22 +58,51 @@ fn traffic(n: usize) -> Vec<Event> {
         .collect()
 }
 
+/// The real Apache combined log of shared/data (VIGIE_SHARED_DATA, or ../shared/data beside
+/// the repository), parsed; the bench on it is skipped, with a note, where it is absent.
+fn real_events() -> Option<Vec<Event>> {
+    let base = std::env::var_os("VIGIE_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")));
+    let path = base.join("real/apache_combined_semicomplete_2015.log");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("{} not found: skipping the real-log benchmark", path.display());
+        return None;
+    };
+    let parser = Parser::new(&Format::ApacheCombined).expect("apache parser");
+    let ctx = ParseContext { now: "2025-04-07T12:30:00Z".parse().unwrap(), time_zone: jiff::tz::TimeZone::UTC };
+    let events = text
+        .lines()
+        .enumerate()
+        .filter_map(|(n, line)| {
+            let mut event = parser.parse(line, &ctx).ok()?;
+            event.id = EventId::at("real", n as u64 + 1);
+            Some(event)
+        })
+        .collect();
+    Some(events)
+}
+
+fn run(rules: &Arc<RuleSet>, events: &[Event]) -> usize {
+    let mut engine = Engine::new(Arc::clone(rules));
+    let mut fired = 0;
+    for e in events {
+        fired += engine.observe(black_box(e)).len();
+    }
+    fired
+}
+
 fn engine(c: &mut Criterion) {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
     let rules = Arc::new(RuleSet::load_dir(dir).expect("default rules"));
     let events = traffic(10_000);
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(events.len() as u64));
-    group.bench_function("default_rules_10k_events", |b| {
-        b.iter(|| {
-            let mut engine = Engine::new(Arc::clone(&rules));
-            let mut fired = 0;
-            for e in &events {
-                fired += engine.observe(black_box(e)).len();
-            }
-            fired
-        })
-    });
+    group.bench_function("default_rules_10k_events", |b| b.iter(|| run(&rules, &events)));
+    if let Some(real) = real_events() {
+        group.throughput(Throughput::Elements(real.len() as u64));
+        group.bench_function("default_rules_real_apache_2015", |b| b.iter(|| run(&rules, &real)));
+    }
     group.finish();
 }
 

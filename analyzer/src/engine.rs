@@ -6,7 +6,8 @@
 //! count window keeps at most `count` timestamps and a distinct window at most `count`
 //! values, since the rule fires, and forgets, as soon as either reaches `count`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -38,17 +39,38 @@ pub struct EngineStats {
 }
 
 /// Per-pipeline rule state. Not shared: each analyzer task owns one.
+///
+/// A tracked key lives in a slot; each rule maps its keys' text to their slot. The eviction
+/// and expiry order — by last activity, oldest first — is a min-heap of
+/// `(last activity, sequence number, slot)` in which an entry is dropped lazily: touching a
+/// key pushes a new entry, and the old one, whose sequence number no longer matches its
+/// slot's, is skipped when it reaches the top. An event thus costs no allocation for a key
+/// already tracked, and no search of an ordered map.
 #[derive(Debug)]
 pub struct Engine {
     rules: Arc<RuleSet>,
-    index: HashMap<Arc<str>, usize>,
-    states: HashMap<Arc<str>, HashMap<String, KeyState>>,
-    /// Keys by last activity, oldest first: the eviction and expiry order.
-    lru: BTreeMap<(Timestamp, u64), (Arc<str>, String)>,
+    /// Per rule, in the order of `rules`: the slot of each offender key.
+    keys: Vec<HashMap<Box<str>, usize>>,
+    slots: Vec<Slot>,
+    /// Slots free for reuse.
+    free: Vec<usize>,
+    lru: BinaryHeap<Reverse<(Timestamp, u64, usize)>>,
+    /// Keys tracked (slots in use).
+    live: usize,
     seq: u64,
     max_keys: usize,
     stats: EngineStats,
     latest: Timestamp,
+    /// The key of the rule being evaluated, built anew for every rule without allocating.
+    key: String,
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// The rule's index in the rule set; `None` for a free slot.
+    rule: Option<usize>,
+    key: Box<str>,
+    state: KeyState,
 }
 
 #[derive(Debug)]
@@ -76,13 +98,16 @@ impl Engine {
     pub fn with_max_keys(rules: Arc<RuleSet>, max_keys: usize) -> Engine {
         let mut engine = Engine {
             rules: Arc::new(RuleSet::default()),
-            index: HashMap::new(),
-            states: HashMap::new(),
-            lru: BTreeMap::new(),
+            keys: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            lru: BinaryHeap::new(),
+            live: 0,
             seq: 0,
             max_keys: max_keys.max(1),
             stats: EngineStats::default(),
             latest: Timestamp::UNIX_EPOCH,
+            key: String::new(),
         };
         engine.replace_rules(rules);
         engine
@@ -92,12 +117,24 @@ impl Engine {
     /// present are kept, so a reload neither forgets a brute force half-way nor re-alerts on
     /// an offender already reported; those of removed rules are dropped.
     pub fn replace_rules(&mut self, rules: Arc<RuleSet>) {
-        self.index = rules.rules().iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
-        let index = &self.index;
-        self.states.retain(|id, _| index.contains_key(id));
-        self.lru.retain(|_, (id, _)| index.contains_key(id));
-        self.stats.tracked_keys = self.lru.len();
-        tracing::info!(rules = rules.len(), kept_keys = self.lru.len(), "analyzer rules replaced");
+        let index: HashMap<&str, usize> = rules.ids().enumerate().map(|(i, id)| (id, i)).collect();
+        let mut keys: Vec<HashMap<Box<str>, usize>> = (0..rules.len()).map(|_| HashMap::new()).collect();
+        for (old, ids) in std::mem::take(&mut self.keys).into_iter().enumerate() {
+            let kept = index.get(self.rules.rules()[old].id.as_ref()).copied();
+            for &slot in ids.values() {
+                match kept {
+                    Some(new) => self.slots[slot].rule = Some(new),
+                    // The whole map of the removed rule goes below.
+                    None => self.free_slot(slot),
+                }
+            }
+            if let Some(new) = kept {
+                keys[new] = ids;
+            }
+        }
+        self.keys = keys;
+        self.stats.tracked_keys = self.live;
+        tracing::info!(rules = rules.len(), kept_keys = self.live, "analyzer rules replaced");
         self.rules = rules;
     }
 
@@ -116,100 +153,176 @@ impl Engine {
         self.latest = self.latest.max(ts);
         let rules = Arc::clone(&self.rules);
         let mut out = Vec::new();
-        for rule in rules.rules() {
+        for &index in rules.candidates(event.category) {
+            let rule = &rules.rules()[index];
             let Some(fragment) = rule.matches(&view) else { continue };
-            let Some(key) = rule.key(&view) else {
+            let mut key = std::mem::take(&mut self.key);
+            if !rule.write_key(&view, &mut key) {
                 tracing::trace!(rule = %rule.id, event = %event.id, "event lacks the offender fields");
-                continue;
-            };
-            let distinct = rule.distinct_value(&view).map(|v| hash(&v));
-            if matches!(rule.kind, Kind::Threshold { distinct: Some(_), .. }) && distinct.is_none() {
+                self.key = key;
                 continue;
             }
-            let state = self.touch(rule, &key, ts);
-            if state.quiet_until.is_some_and(|q| ts < q) {
-                continue;
+            let fired = self.record(index, rule, &view, &key, fragment);
+            if let Some(evidence) = fired {
+                tracing::debug!(rule = %rule.id, key = %key, event = %event.id, "rule fired");
+                out.push(detection(rule, event, key.clone(), evidence));
             }
-            let evidence = match rule.kind {
-                Kind::Signature => match &fragment {
-                    Some(f) => f.describe(),
-                    None => rule.title.clone(),
-                },
-                Kind::Threshold { count, window, .. } => {
-                    let cutoff = ts - window;
-                    let n = match distinct {
-                        None => state.window.record_time(ts, cutoff, count as usize),
-                        Some(h) => state.window.record_value(h, ts, cutoff),
-                    };
-                    if n < count as usize {
-                        continue;
-                    }
-                    state.window = Window::Empty;
-                    rule.threshold_evidence(n)
-                }
-            };
-            if !rule.suppress.is_zero() {
-                state.quiet_until = Some(ts + rule.suppress);
-            }
-            tracing::debug!(rule = %rule.id, key = %key, event = %event.id, "rule fired");
-            out.push(detection(rule, event, key, evidence));
+            self.key = key;
         }
         self.expire();
         out
     }
 
-    /// The state of `key` under `rule`, created if new (evicting the least recently seen
-    /// key at the cap), and marked as seen at `ts`.
-    fn touch(&mut self, rule: &Rule, key: &str, ts: Timestamp) -> &mut KeyState {
+    /// Counts a match of `rule` (at `index`) for `key`; the evidence if the rule fires.
+    fn record(
+        &mut self,
+        index: usize,
+        rule: &Rule,
+        view: &EventView<'_>,
+        key: &str,
+        fragment: Option<crate::rules::Fragment>,
+    ) -> Option<String> {
+        let ts = view.event.timestamp;
+        let distinct = rule.distinct_value(view).map(|v| hash(&v));
+        if matches!(rule.kind, Kind::Threshold { distinct: Some(_), .. }) && distinct.is_none() {
+            return None;
+        }
+        let state = self.touch(index, key, ts);
+        if state.quiet_until.is_some_and(|q| ts < q) {
+            return None;
+        }
+        let evidence = match rule.kind {
+            Kind::Signature => match &fragment {
+                Some(f) => f.describe(),
+                None => rule.title.clone(),
+            },
+            Kind::Threshold { count, window, .. } => {
+                let cutoff = ts - window;
+                let n = match distinct {
+                    None => state.window.record_time(ts, cutoff, count as usize),
+                    Some(h) => state.window.record_value(h, ts, cutoff),
+                };
+                if n < count as usize {
+                    return None;
+                }
+                state.window = Window::Empty;
+                rule.threshold_evidence(n)
+            }
+        };
+        if !rule.suppress.is_zero() {
+            state.quiet_until = Some(ts + rule.suppress);
+        }
+        Some(evidence)
+    }
+
+    /// The state of `key` under the rule at `index`, created if new (evicting the least
+    /// recently seen key at the cap), and marked as seen at `ts`.
+    fn touch(&mut self, index: usize, key: &str, ts: Timestamp) -> &mut KeyState {
         self.seq += 1;
         let seq = self.seq;
-        let exists = self.states.get(&rule.id).is_some_and(|m| m.contains_key(key));
-        if !exists {
-            while self.lru.len() >= self.max_keys {
-                let Some(((_, _), (id, old))) = self.lru.pop_first() else { break };
-                if let Some(m) = self.states.get_mut(&id) {
-                    m.remove(&old);
+        let slot = match self.keys[index].get(key) {
+            Some(&slot) => slot,
+            None => {
+                while self.live >= self.max_keys {
+                    let Some((_, oldest)) = self.pop_oldest() else { break };
+                    let rule = self.slots[oldest].rule.map_or("?", |r| self.rules.rules()[r].id.as_ref());
+                    tracing::debug!(rule, key = %self.slots[oldest].key, max_keys = self.max_keys, "analyzer key evicted");
+                    self.release(oldest);
+                    self.stats.evicted_keys += 1;
                 }
-                self.stats.evicted_keys += 1;
-                tracing::debug!(rule = %id, key = %old, max_keys = self.max_keys, "analyzer key evicted");
+                let state = KeyState { lru: (ts, 0), quiet_until: None, window: Window::Empty };
+                let slot = Slot { rule: Some(index), key: key.into(), state };
+                let slot = match self.free.pop() {
+                    Some(free) => {
+                        self.slots[free] = slot;
+                        free
+                    }
+                    None => {
+                        self.slots.push(slot);
+                        self.slots.len() - 1
+                    }
+                };
+                self.keys[index].insert(key.into(), slot);
+                self.live += 1;
+                slot
             }
-        }
-        let keys = self.states.entry(rule.id.clone()).or_default();
-        let state = keys.entry(key.to_owned()).or_insert_with(|| KeyState {
-            lru: (ts, 0),
-            quiet_until: None,
-            window: Window::Empty,
-        });
-        if exists {
-            self.lru.remove(&state.lru);
-        }
+        };
+        let state = &mut self.slots[slot].state;
         // Out-of-order events must not make a key look older than it is.
         state.lru = (state.lru.0.max(ts), seq);
-        self.lru.insert(state.lru, (rule.id.clone(), key.to_owned()));
-        self.stats.tracked_keys = self.lru.len();
-        state
+        self.lru.push(Reverse((state.lru.0, seq, slot)));
+        self.stats.tracked_keys = self.live;
+        if self.lru.len() > 2 * self.live + 1024 {
+            self.compact();
+        }
+        &mut self.slots[slot].state
+    }
+
+    /// The least recently seen key's activity and slot, left in place, after dropping the
+    /// heap entries that no longer describe a tracked key.
+    fn oldest(&mut self) -> Option<((Timestamp, u64), usize)> {
+        while let Some(&Reverse((last, seq, slot))) = self.lru.peek() {
+            let s = &self.slots[slot];
+            if s.rule.is_some() && s.state.lru == (last, seq) {
+                return Some(((last, seq), slot));
+            }
+            self.lru.pop();
+        }
+        None
+    }
+
+    /// Like [`Engine::oldest`], and takes its entry off the heap.
+    fn pop_oldest(&mut self) -> Option<((Timestamp, u64), usize)> {
+        let oldest = self.oldest()?;
+        self.lru.pop();
+        Some(oldest)
+    }
+
+    /// Forgets the key in `slot` (its heap entries go stale).
+    fn release(&mut self, slot: usize) {
+        if let Some(rule) = self.slots[slot].rule {
+            self.keys[rule].remove(&self.slots[slot].key);
+            self.free_slot(slot);
+        }
+    }
+
+    /// Marks `slot` free, without looking at its rule's key map.
+    fn free_slot(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        if s.rule.take().is_some() {
+            s.key = Box::default();
+            s.state.window = Window::Empty;
+            self.free.push(slot);
+            self.live -= 1;
+        }
+    }
+
+    /// Rebuilds the heap from the tracked keys, dropping its stale entries: it never holds
+    /// more than about twice as many entries as there are keys.
+    fn compact(&mut self) {
+        let live = self.slots.iter().enumerate().filter(|(_, s)| s.rule.is_some());
+        self.lru = live.map(|(i, s)| Reverse((s.state.lru.0, s.state.lru.1, i))).collect();
     }
 
     /// Drops the oldest keys whose window and suppression have both run out.
     fn expire(&mut self) {
         for _ in 0..EXPIRE_PER_EVENT {
-            let Some((&(last, seq), (id, key))) = self.lru.first_key_value() else { break };
-            let window = match self.index.get(id).map(|&i| self.rules.rules()[i].kind) {
+            let Some(((last, _), slot)) = self.oldest() else { break };
+            let s = &self.slots[slot];
+            let window = match s.rule.map(|r| self.rules.rules()[r].kind) {
                 Some(Kind::Threshold { window, .. }) => window,
                 _ => jiff::SignedDuration::ZERO,
             };
-            let quiet = self.states.get(id).and_then(|m| m.get(key)).and_then(|s| s.quiet_until);
+            let quiet = s.state.quiet_until;
             let idle = last + window <= self.latest && quiet.is_none_or(|q| q <= self.latest);
             if !idle {
                 break;
             }
-            let (id, key) = self.lru.remove(&(last, seq)).unwrap_or_default();
-            if let Some(m) = self.states.get_mut(&id) {
-                m.remove(&key);
-            }
+            self.lru.pop();
+            self.release(slot);
             self.stats.expired_keys += 1;
         }
-        self.stats.tracked_keys = self.lru.len();
+        self.stats.tracked_keys = self.live;
     }
 }
 

@@ -71,6 +71,19 @@ impl Field {
         FIELD_NAMES.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or("?")
     }
 
+    /// For a field the event holds as a number or an address (formatted to be read as
+    /// text), its place among those fields.
+    fn number(self) -> Option<usize> {
+        match self {
+            Field::SourceIp => Some(0),
+            Field::SourcePort => Some(1),
+            Field::DestinationIp => Some(2),
+            Field::DestinationPort => Some(3),
+            Field::HttpStatus => Some(4),
+            _ => None,
+        }
+    }
+
     /// Whether rules see the field URL-decoded: attackers percent-encode (often twice) what
     /// they send in the path and query to slip past naive filters.
     fn is_url(self) -> bool {
@@ -78,49 +91,133 @@ impl Field {
     }
 }
 
+/// How many fields [`Field::number`] knows.
+const NUMBERS: usize = 5;
+
+/// A field's text as rules see it: borrowed from the event, or a number or an address
+/// formatted on the stack, so that reading a field never allocates.
+pub(crate) enum Text<'a> {
+    Borrowed(&'a str),
+    Formatted(Formatted),
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Text::Borrowed(s) => s,
+            Text::Formatted(f) => f.as_str(),
+        }
+    }
+}
+
+/// Room for the longest value formatted: an IPv6 address with an embedded IPv4 one is at
+/// most 45 characters, a port or a status code 5.
+const FORMATTED_CAPACITY: usize = 48;
+
+/// A number or an address written with its `Display` (the text `to_string` would give).
+pub(crate) struct Formatted {
+    buf: [u8; FORMATTED_CAPACITY],
+    len: usize,
+}
+
+impl Formatted {
+    fn of(value: impl std::fmt::Display) -> Formatted {
+        use std::fmt::Write;
+        let mut f = Formatted { buf: [0; FORMATTED_CAPACITY], len: 0 };
+        // Cannot fail: every value formatted here fits (see FORMATTED_CAPACITY).
+        let fits = write!(f, "{value}").is_ok();
+        debug_assert!(fits, "a formatted field value overflowed its buffer");
+        f
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in (see `write_str`).
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for Formatted {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let room = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 /// One event seen through the analyzer: field values, with the URL fields decoded at most
-/// once per event however many rules look at them.
+/// once per event however many rules look at them (and only copied when they hold an
+/// escape to decode).
 pub(crate) struct EventView<'e> {
     pub(crate) event: &'e Event,
-    path: OnceCell<Option<String>>,
-    query: OnceCell<Option<String>>,
+    path: OnceCell<Option<Cow<'e, str>>>,
+    query: OnceCell<Option<Cow<'e, str>>>,
+    /// Per field, the outcome of its combined scan (see `rules::Scan`), run at most once.
+    scans: [OnceCell<regex::SetMatches>; FIELD_NAMES.len()],
+    /// The numbers and addresses, formatted at most once per event (see [`Field::number`]).
+    numbers: [OnceCell<Option<Formatted>>; NUMBERS],
 }
 
 impl<'e> EventView<'e> {
     pub(crate) fn new(event: &'e Event) -> Self {
-        EventView { event, path: OnceCell::new(), query: OnceCell::new() }
+        EventView {
+            event,
+            path: OnceCell::new(),
+            query: OnceCell::new(),
+            scans: std::array::from_fn(|_| OnceCell::new()),
+            numbers: std::array::from_fn(|_| OnceCell::new()),
+        }
+    }
+
+    /// [`raw_value`], with numbers and addresses formatted once however many rules read them.
+    pub(crate) fn raw(&self, field: Field) -> Option<Text<'_>> {
+        match field.number() {
+            Some(i) => self.numbers[i]
+                .get_or_init(|| match raw_value(self.event, field)? {
+                    Text::Formatted(f) => Some(f),
+                    Text::Borrowed(_) => None,
+                })
+                .as_ref()
+                .map(|f| Text::Borrowed(f.as_str())),
+            None => raw_value(self.event, field),
+        }
+    }
+
+    /// Which patterns of `set`, the combined set of `field` in the rule set the view is
+    /// evaluated against, match `value`, the field's value: computed on the first call.
+    pub(crate) fn scanned(&self, field: Field, set: &regex::RegexSet, value: &str) -> &regex::SetMatches {
+        self.scans[field as usize].get_or_init(|| set.matches(value))
     }
 
     /// The value rules match against: URL fields decoded, numbers and addresses as text.
-    pub(crate) fn value(&self, field: Field) -> Option<Cow<'_, str>> {
+    pub(crate) fn value(&self, field: Field) -> Option<Text<'_>> {
         if field.is_url() {
             let (cell, raw, plus) = match field {
                 Field::UrlPath => (&self.path, &self.event.url_path, false),
                 _ => (&self.query, &self.event.url_query, true),
             };
-            return cell.get_or_init(|| raw.as_deref().map(|r| decode_url(r, plus))).as_deref().map(Cow::Borrowed);
+            return cell.get_or_init(|| raw.as_deref().map(|r| decode_url(r, plus))).as_deref().map(Text::Borrowed);
         }
-        raw_value(self.event, field)
+        self.raw(field)
     }
 }
 
 /// The value exactly as the event carries it (used for offender keys: they name what was
 /// logged, not a decoded form).
-pub(crate) fn raw_value(event: &Event, field: Field) -> Option<Cow<'_, str>> {
-    fn s(v: &Option<String>) -> Option<Cow<'_, str>> {
-        v.as_deref().map(Cow::Borrowed)
+pub(crate) fn raw_value(event: &Event, field: Field) -> Option<Text<'_>> {
+    fn s(v: &Option<String>) -> Option<Text<'_>> {
+        v.as_deref().map(Text::Borrowed)
     }
-    fn n(v: Option<impl ToString>) -> Option<Cow<'static, str>> {
-        v.map(|v| Cow::Owned(v.to_string()))
+    fn n(v: Option<impl std::fmt::Display>) -> Option<Text<'static>> {
+        v.map(|v| Text::Formatted(Formatted::of(v)))
     }
     match field {
-        Field::EventId => Some(Cow::Borrowed(event.id.as_str())),
-        Field::Dataset => Some(Cow::Borrowed(&event.dataset)),
-        Field::Category => Some(Cow::Borrowed(match event.category {
-            Category::Web => "web",
-            Category::Network => "network",
-            Category::Diagnostic => "diagnostic",
-        })),
+        Field::EventId => Some(Text::Borrowed(event.id.as_str())),
+        Field::Dataset => Some(Text::Borrowed(&event.dataset)),
+        Field::Category => Some(Text::Borrowed(category_name(event.category))),
         Field::Action => s(&event.action),
         Field::SourceIp => n(event.source_ip),
         Field::SourcePort => n(event.source_port),
@@ -141,16 +238,42 @@ pub(crate) fn raw_value(event: &Event, field: Field) -> Option<Cow<'_, str>> {
         Field::LogLevel => s(&event.log_level),
         Field::Message => s(&event.message),
         Field::SchoolUai => s(&event.school_uai),
-        Field::Original => Some(Cow::Borrowed(&event.original)),
+        Field::Original => Some(Text::Borrowed(&event.original)),
+    }
+}
+
+/// Every category, in the order of [`category_index`].
+pub(crate) const CATEGORIES: [Category; 3] = [Category::Web, Category::Network, Category::Diagnostic];
+
+/// The category's value as rules read it (`event.category`).
+pub(crate) fn category_name(category: Category) -> &'static str {
+    match category {
+        Category::Web => "web",
+        Category::Network => "network",
+        Category::Diagnostic => "diagnostic",
+    }
+}
+
+/// The category's place in [`CATEGORIES`].
+pub(crate) fn category_index(category: Category) -> usize {
+    match category {
+        Category::Web => 0,
+        Category::Network => 1,
+        Category::Diagnostic => 2,
     }
 }
 
 /// Percent-decodes `raw` twice (double encoding such as `%252e%252e` is a classic evasion),
 /// and in a query string also turns `+` into a space, as PHP does. Invalid UTF-8 is replaced
 /// rather than rejected: a hostile byte must not hide the rest of the request.
-pub(crate) fn decode_url(raw: &str, plus_is_space: bool) -> String {
+/// Most values hold neither `%` nor (in a query) `+`: they are borrowed as they are.
+pub(crate) fn decode_url(raw: &str, plus_is_space: bool) -> Cow<'_, str> {
+    let escaped = |b: &u8| *b == b'%' || (plus_is_space && *b == b'+');
+    if !raw.as_bytes().iter().any(escaped) {
+        return Cow::Borrowed(raw);
+    }
     let once = decode_once(raw, plus_is_space);
-    if once.contains('%') { decode_once(&once, false) } else { once }
+    Cow::Owned(if once.contains('%') { decode_once(&once, false) } else { once })
 }
 
 fn decode_once(raw: &str, plus_is_space: bool) -> String {
@@ -164,7 +287,9 @@ mod tests {
 
     #[test]
     fn every_name_round_trips() {
-        for (name, field) in FIELD_NAMES {
+        for (i, (name, field)) in FIELD_NAMES.iter().enumerate() {
+            // The view's per-field scans are indexed by the field's discriminant.
+            assert_eq!(*field as usize, i);
             assert_eq!(Field::parse(name), Some(*field));
             assert_eq!(field.name(), *name);
         }
@@ -177,6 +302,36 @@ mod tests {
         assert_eq!(decode_url("q=union+select%20%2A", true), "q=union select *");
         assert_eq!(decode_url("/a+b", false), "/a+b");
         assert_eq!(decode_url("%ff%fe", false), "\u{fffd}\u{fffd}");
+        assert_eq!(decode_url("a+b", true), "a b");
+        assert!(matches!(decode_url("/plain/path", false), Cow::Borrowed("/plain/path")));
+        assert!(matches!(decode_url("a+b", false), Cow::Borrowed("a+b")));
+    }
+
+    #[test]
+    fn numbers_and_addresses_read_as_to_string_writes_them() {
+        let longest: std::net::IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255".parse().unwrap();
+        let event = Event {
+            source_ip: Some("2001:db8::1".parse().unwrap()),
+            destination_ip: Some(longest),
+            source_port: Some(65535),
+            http_status: Some(200),
+            ..Event::default()
+        };
+        for (field, expected) in [
+            (Field::SourceIp, "2001:db8::1".to_owned()),
+            (Field::DestinationIp, longest.to_string()),
+            (Field::SourcePort, "65535".to_owned()),
+            (Field::HttpStatus, "200".to_owned()),
+        ] {
+            assert_eq!(raw_value(&event, field).as_deref(), Some(expected.as_str()), "{}", field.name());
+        }
+        assert!(raw_value(&event, Field::DestinationPort).is_none());
+        let view = EventView::new(&event);
+        for _ in 0..2 {
+            assert_eq!(view.raw(Field::SourceIp).as_deref(), Some("2001:db8::1"));
+            assert_eq!(view.value(Field::HttpStatus).as_deref(), Some("200"));
+            assert!(view.raw(Field::DestinationPort).is_none());
+        }
     }
 
     #[test]
@@ -191,7 +346,7 @@ mod tests {
         assert_eq!(view.value(Field::UrlPath).as_deref(), Some("/x/../"));
         assert_eq!(view.value(Field::HttpStatus).as_deref(), Some("404"));
         assert_eq!(view.value(Field::Category).as_deref(), Some("network"));
-        assert_eq!(view.value(Field::UserName), None);
+        assert!(view.value(Field::UserName).is_none());
         assert_eq!(raw_value(&event, Field::UrlPath).as_deref(), Some("/x/%2e%2e/"));
     }
 }

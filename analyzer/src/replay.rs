@@ -64,6 +64,19 @@ pub fn parse_lines(
     }
 }
 
+/// Lines reserved for the events of one parse chunk (a chunk is 1 MiB of text, a few
+/// thousand log lines): a vector of events grown by doubling copies every event several times.
+const LINES_PER_CHUNK: usize = 4096;
+
+/// The parse results of one chunk, in line order.
+struct Parsed(Vec<(u64, Result<Event, ParseError>)>);
+
+impl Default for Parsed {
+    fn default() -> Self {
+        Parsed(Vec::with_capacity(LINES_PER_CHUNK))
+    }
+}
+
 /// Replays `reader` (named `source` in event ids, typically the file's path) through
 /// `engine`, calling `on_detection` with each detection and the 1-based line number of the
 /// event that triggered it. Unparsable lines are counted and logged at debug level; only an
@@ -87,13 +100,15 @@ pub fn analyze_reader(
         reader,
         parser,
         ctx,
-        |parsed: &mut Vec<(u64, Result<Event, ParseError>)>, n, _line, event| parsed.push((n, event)),
+        |parsed: &mut Parsed, n, _line, event| parsed.0.push((n, event)),
         |parsed| {
-            for (n, event) in parsed {
+            // By reference: an event is read where the parser left it, not copied out.
+            for (n, event) in &parsed.0 {
+                let n = *n;
                 match event {
                     Ok(event) => {
                         summary.parsed += 1;
-                        for d in engine.observe(&event) {
+                        for d in engine.observe(event) {
                             summary.detections += 1;
                             on_detection(&d, n);
                         }

@@ -27,7 +27,6 @@
 //!     evidence: "{count} échecs de connexion en {window}"   # threshold rules only
 //! ```
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -39,7 +38,7 @@ use serde::Deserialize;
 
 use crate::detection::{CctpClass, Severity};
 use crate::error::{RuleError, RuleProblem, locate};
-use crate::field::{EventView, FIELD_NAMES, Field, raw_value};
+use crate::field::{CATEGORIES, EventView, FIELD_NAMES, Field, Text, category_index, category_name};
 
 /// The only rule-file format this analyzer reads.
 const FORMAT_VERSION: u32 = 1;
@@ -116,6 +115,10 @@ struct RawCondition {
 #[derive(Debug, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// For each event category (see [`CATEGORIES`]), the indexes of the rules whose
+    /// conditions can hold for an event of that category, in rule order: most rules begin
+    /// with `event.category equals [web]`, and an event need not be shown to the others.
+    by_category: [Vec<usize>; CATEGORIES.len()],
 }
 
 /// A rule whose per-event conditions hold for an event (see [`RuleSet::matching`]).
@@ -146,6 +149,18 @@ impl Rule {
     fn counts_every_event(&self) -> bool {
         self.conditions.iter().all(|c| c.fields.iter().all(|f| matches!(f, Field::Category | Field::Dataset)))
     }
+
+    /// Whether the rule's conditions on `event.category` alone let an event of `category`
+    /// through (the other conditions are not looked at).
+    fn admits(&self, category: collector::Category) -> bool {
+        let name = category_name(category);
+        self.conditions.iter().filter(|c| c.on_category).all(|c| match &c.matcher {
+            Matcher::Equals(options) => options.iter().any(|o| o.eq_ignore_ascii_case(name)) != c.negate,
+            // Every event has a category, so `exists: true` always holds.
+            Matcher::Exists(want) => *want != c.negate,
+            Matcher::Contains { .. } | Matcher::Regex { .. } => true,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -159,6 +174,22 @@ struct Condition {
     fields: Vec<Field>,
     matcher: Matcher,
     negate: bool,
+    /// A test of `event.category` alone: [`RuleSet::candidates`] answers it (see
+    /// [`Rule::admits`]), so [`Rule::matches`] does not test it again.
+    on_category: bool,
+    /// Per field (same order as `fields`, empty when none): where the condition's patterns
+    /// sit in the field's combined scan, when the rule set has one (see [`attach_scans`]).
+    scans: Vec<Option<Scan>>,
+}
+
+/// One pass over a field's value that answers, for every text condition on that field
+/// across the rule set, whether it matches: the patterns of all those conditions in one
+/// regex set, scanned at most once per event, instead of one search per condition.
+#[derive(Debug)]
+struct Scan {
+    set: Arc<RegexSet>,
+    /// The condition's patterns in `set`, in its written order.
+    patterns: std::ops::Range<usize>,
 }
 
 #[derive(Debug)]
@@ -166,7 +197,10 @@ enum Matcher {
     /// Case-insensitive equality with one of the values.
     Equals(Vec<String>),
     /// Case-insensitive substring search, all needles at once.
-    Contains(AhoCorasick),
+    Contains {
+        ac: AhoCorasick,
+        needles: Vec<String>,
+    },
     /// Regular expressions; the set answers "any?" in one pass, the list finds the fragment.
     /// The regex crate runs in linear time, so a hostile request cannot stall the engine.
     Regex {
@@ -218,9 +252,16 @@ impl Condition {
     /// Whether the condition holds, and for a positive text match, what matched.
     fn eval(&self, view: &EventView<'_>) -> (bool, Option<Fragment>) {
         let mut hit = None;
-        for &field in &self.fields {
+        for (i, &field) in self.fields.iter().enumerate() {
             let value = view.value(field);
-            if let Some(found) = self.matcher.test(field, value) {
+            let found = match (self.scans.get(i).and_then(Option::as_ref), value.as_deref()) {
+                (Some(scan), Some(v)) => {
+                    let matched = view.scanned(field, &scan.set, v);
+                    self.matcher.test_scanned(field, v, matched, scan.patterns.clone())
+                }
+                (_, v) => self.matcher.test(field, v),
+            };
+            if let Some(found) = found {
                 hit = Some(found);
                 break;
             }
@@ -235,7 +276,7 @@ impl Condition {
 
 impl Matcher {
     /// `Some(fragment)` when the value matches (the fragment only for text searches).
-    fn test(&self, field: Field, value: Option<Cow<'_, str>>) -> Option<Option<Fragment>> {
+    fn test(&self, field: Field, value: Option<&str>) -> Option<Option<Fragment>> {
         let fragment = |v: &str, m: &str| Fragment { field, matched: m.to_owned(), value: v.to_owned() };
         match self {
             Matcher::Exists(want) => {
@@ -244,28 +285,108 @@ impl Matcher {
             }
             Matcher::Equals(options) => {
                 let v = value?;
-                options.iter().any(|o| o.eq_ignore_ascii_case(&v)).then_some(None)
+                options.iter().any(|o| o.eq_ignore_ascii_case(v)).then_some(None)
             }
-            Matcher::Contains(ac) => {
+            Matcher::Contains { ac, .. } => {
                 let v = value?;
-                let m = ac.find(v.as_ref())?;
-                Some(Some(fragment(&v, &v[m.range()])))
+                let m = ac.find(v)?;
+                Some(Some(fragment(v, &v[m.range()])))
             }
             Matcher::Regex { set, each } => {
                 let v = value?;
-                let first = set.matches(&v).into_iter().next()?;
-                let m = each[first].find(&v).map_or("", |m| m.as_str());
-                Some(Some(fragment(&v, m)))
+                let first = set.matches(v).into_iter().next()?;
+                let m = each[first].find(v).map_or("", |m| m.as_str());
+                Some(Some(fragment(v, m)))
             }
+        }
+    }
+}
+
+impl Matcher {
+    /// [`Matcher::test`] of a value whose scan is done: `matched` tells which patterns of
+    /// the field's combined set match, the condition's own being `patterns`. The fragment is
+    /// the one `test` gives: the first of the condition's regexes that matches, or the
+    /// leftmost-longest needle.
+    fn test_scanned(
+        &self,
+        field: Field,
+        v: &str,
+        matched: &regex::SetMatches,
+        patterns: std::ops::Range<usize>,
+    ) -> Option<Option<Fragment>> {
+        let fragment = |m: &str| Fragment { field, matched: m.to_owned(), value: v.to_owned() };
+        let first = patterns.clone().find(|&i| matched.matched(i))? - patterns.start;
+        match self {
+            Matcher::Regex { each, .. } => Some(Some(fragment(each[first].find(v).map_or("", |m| m.as_str())))),
+            Matcher::Contains { ac, .. } => {
+                let m = ac.find(v)?;
+                Some(Some(fragment(&v[m.range()])))
+            }
+            Matcher::Equals(_) | Matcher::Exists(_) => self.test(field, Some(v)),
+        }
+    }
+}
+
+/// Gives every text condition on a field that two or more conditions search a place in
+/// that field's combined scan. A needle list becomes literal patterns, ASCII
+/// case-insensitive as the Aho-Corasick search is (a list with a non-ASCII needle keeps its
+/// own search); a field whose combined set cannot be built (size limits) keeps one search
+/// per condition. Either way each condition answers as it would on its own.
+fn attach_scans(rules: &mut [Rule]) {
+    type User = (usize, usize, usize, std::ops::Range<usize>);
+    let mut per_field: Vec<(Field, Vec<String>, Vec<User>)> = Vec::new();
+    for (r, rule) in rules.iter().enumerate() {
+        for (c, condition) in rule.conditions.iter().enumerate() {
+            let patterns: Vec<String> = match &condition.matcher {
+                Matcher::Regex { set, .. } => set.patterns().to_vec(),
+                Matcher::Contains { needles, .. } if needles.iter().all(|n| n.is_ascii()) => {
+                    needles.iter().map(|n| format!("(?i-u:{})", regex::escape(n))).collect()
+                }
+                _ => continue,
+            };
+            for (i, &field) in condition.fields.iter().enumerate() {
+                let at = match per_field.iter().position(|(f, _, _)| *f == field) {
+                    Some(at) => at,
+                    None => {
+                        per_field.push((field, Vec::new(), Vec::new()));
+                        per_field.len() - 1
+                    }
+                };
+                let (_, all, users) = &mut per_field[at];
+                let start = all.len();
+                all.extend(patterns.iter().cloned());
+                users.push((r, c, i, start..all.len()));
+            }
+        }
+    }
+    for (field, patterns, users) in per_field {
+        if users.len() < 2 {
+            continue;
+        }
+        let set = match RegexSet::new(&patterns) {
+            Ok(set) => Arc::new(set),
+            Err(e) => {
+                tracing::debug!(field = field.name(), error = %e, "no combined scan for this field");
+                continue;
+            }
+        };
+        for (r, c, i, range) in users {
+            let condition = &mut rules[r].conditions[c];
+            if condition.scans.is_empty() {
+                condition.scans = condition.fields.iter().map(|_| None).collect();
+            }
+            condition.scans[i] = Some(Scan { set: Arc::clone(&set), patterns: range });
         }
     }
 }
 
 impl Rule {
     /// Whether every condition holds; the fragment is the first text match, for evidence.
+    /// Only for a rule among the [`RuleSet::candidates`] of the event's category: the tests
+    /// of the category alone are left to that list.
     pub(crate) fn matches(&self, view: &EventView<'_>) -> Option<Option<Fragment>> {
         let mut fragment = None;
-        for condition in &self.conditions {
+        for condition in self.conditions.iter().filter(|c| !c.on_category) {
             let (ok, found) = condition.eval(view);
             if !ok {
                 return None;
@@ -281,8 +402,17 @@ impl Rule {
     /// cannot be attributed, so it cannot count against anybody.
     pub(crate) fn key(&self, view: &EventView<'_>) -> Option<String> {
         let mut key = String::new();
+        self.write_key(view, &mut key).then_some(key)
+    }
+
+    /// Writes the offender key into `key` (cleared first) and says whether the event has
+    /// one: [`Rule::key`] into a buffer the caller reuses from event to event.
+    pub(crate) fn write_key(&self, view: &EventView<'_>, key: &mut String) -> bool {
+        key.clear();
         for (i, &field) in self.offender.iter().enumerate() {
-            let value = raw_value(view.event, field).filter(|v| !v.is_empty())?;
+            let Some(value) = view.raw(field).filter(|v| !v.is_empty()) else {
+                return false;
+            };
             if i > 0 {
                 key.push(',');
             }
@@ -290,10 +420,10 @@ impl Rule {
             key.push('=');
             key.push_str(&value);
         }
-        Some(key)
+        true
     }
 
-    pub(crate) fn distinct_value<'v>(&self, view: &'v EventView<'_>) -> Option<Cow<'v, str>> {
+    pub(crate) fn distinct_value<'v>(&self, view: &'v EventView<'_>) -> Option<Text<'v>> {
         match self.kind {
             Kind::Threshold { distinct: Some(field), .. } => view.value(field),
             _ => None,
@@ -339,9 +469,9 @@ impl RuleSet {
                 }
             };
             let name = path.display().to_string();
-            match RuleSet::from_yaml(&name, &text) {
-                Ok(set) => {
-                    for rule in set.rules {
+            match compile_file(&name, &text) {
+                Ok(file_rules) => {
+                    for rule in file_rules {
                         if let Some(first) = first_seen.get(&rule.id) {
                             let (line, column) = locate(&text, &rule.id, "id");
                             errors.push(RuleError::Invalid(Box::new(RuleProblem {
@@ -366,63 +496,20 @@ impl RuleSet {
             Some(e) => Err(e),
             None => {
                 tracing::info!(dir = %dir.display(), rules = rules.len(), "rules loaded");
-                Ok(RuleSet { rules })
+                Ok(RuleSet::new(rules))
             }
         }
     }
 
     /// Compiles the rules of one file; `file_name` only names the file in errors.
     pub fn from_yaml(file_name: &str, text: &str) -> Result<RuleSet, RuleError> {
-        // Saturation rules (`kind: saturation`) read series, not events: their file is
-        // compiled by [`crate::SaturationRules`], and holds no event rule.
-        match crate::saturation::file_kind(text) {
-            crate::saturation::FileKind::Saturation => {
-                crate::SaturationRules::from_yaml(file_name, text)?;
-                return Ok(RuleSet::default());
-            }
-            crate::saturation::FileKind::Mixed => {
-                return Err(RuleError::Syntax {
-                    file: file_name.to_owned(),
-                    line: 1,
-                    column: 1,
-                    message: "this file mixes `kind: saturation` rules with event rules; put the saturation \
-                              rules in a file of their own (rules/saturation.yml)"
-                        .into(),
-                });
-            }
-            crate::saturation::FileKind::Events => {}
-        }
-        let raw: RawFile = serde_yaml_ng::from_str(text).map_err(|e| RuleError::syntax(file_name, &e))?;
-        if raw.version != FORMAT_VERSION {
-            let (line, column) = text.lines().position(|l| l.starts_with("version:")).map_or((1, 1), |i| (i + 1, 1));
-            return Err(RuleError::Syntax {
-                file: file_name.to_owned(),
-                line,
-                column,
-                message: format!(
-                    "rule format version {} is not supported (this vigie reads version {FORMAT_VERSION})",
-                    raw.version
-                ),
-            });
-        }
-        let mut errors = Vec::new();
-        let mut rules = Vec::with_capacity(raw.rules.len());
-        let mut ids: HashMap<String, ()> = HashMap::new();
-        for raw_rule in raw.rules {
-            let id = raw_rule.id.clone();
-            let mut ctx = Ctx { file: file_name, text, rule: &id, errors: &mut errors };
-            if ids.insert(raw_rule.id.clone(), ()).is_some() {
-                ctx.error("id", "the id is used twice in this file", "give every rule a unique id");
-                continue;
-            }
-            if let Some(rule) = compile(raw_rule, &mut ctx) {
-                rules.push(rule);
-            }
-        }
-        match RuleError::collect(errors) {
-            Some(e) => Err(e),
-            None => Ok(RuleSet { rules }),
-        }
+        compile_file(file_name, text).map(RuleSet::new)
+    }
+    fn new(mut rules: Vec<Rule>) -> RuleSet {
+        attach_scans(&mut rules);
+        let by_category =
+            CATEGORIES.map(|c| rules.iter().enumerate().filter(|(_, r)| r.admits(c)).map(|(i, _)| i).collect());
+        RuleSet { rules, by_category }
     }
 
     pub fn len(&self) -> usize {
@@ -446,8 +533,9 @@ impl RuleSet {
     /// on their own, as `fail2ban-regex` lists matched lines.
     pub fn matching_lines(&self, event: &collector::Event) -> Vec<RuleMatch> {
         let view = EventView::new(event);
-        self.rules
+        self.candidates(event.category)
             .iter()
+            .map(|&i| &self.rules[i])
             .filter(|r| !r.counts_every_event())
             .filter(|r| r.matches(&view).is_some())
             .filter_map(|r| Some(RuleMatch { rule: r.id.to_string(), key: r.key(&view)? }))
@@ -456,8 +544,9 @@ impl RuleSet {
 
     pub fn matching(&self, event: &collector::Event) -> Vec<RuleMatch> {
         let view = EventView::new(event);
-        self.rules
+        self.candidates(event.category)
             .iter()
+            .map(|&i| &self.rules[i])
             .filter(|r| r.matches(&view).is_some())
             .filter_map(|r| Some(RuleMatch { rule: r.id.to_string(), key: r.key(&view)? }))
             .collect()
@@ -465,6 +554,65 @@ impl RuleSet {
 
     pub(crate) fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// The indexes of the rules that can match an event of `category`, in rule order.
+    pub(crate) fn candidates(&self, category: collector::Category) -> &[usize] {
+        &self.by_category[category_index(category)]
+    }
+}
+
+/// The rules of one file, compiled; `file_name` only names the file in errors.
+fn compile_file(file_name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
+    // Saturation rules (`kind: saturation`) read series, not events: their file is
+    // compiled by [`crate::SaturationRules`], and holds no event rule.
+    match crate::saturation::file_kind(text) {
+        crate::saturation::FileKind::Saturation => {
+            crate::SaturationRules::from_yaml(file_name, text)?;
+            return Ok(Vec::new());
+        }
+        crate::saturation::FileKind::Mixed => {
+            return Err(RuleError::Syntax {
+                file: file_name.to_owned(),
+                line: 1,
+                column: 1,
+                message: "this file mixes `kind: saturation` rules with event rules; put the saturation \
+                          rules in a file of their own (rules/saturation.yml)"
+                    .into(),
+            });
+        }
+        crate::saturation::FileKind::Events => {}
+    }
+    let raw: RawFile = serde_yaml_ng::from_str(text).map_err(|e| RuleError::syntax(file_name, &e))?;
+    if raw.version != FORMAT_VERSION {
+        let (line, column) = text.lines().position(|l| l.starts_with("version:")).map_or((1, 1), |i| (i + 1, 1));
+        return Err(RuleError::Syntax {
+            file: file_name.to_owned(),
+            line,
+            column,
+            message: format!(
+                "rule format version {} is not supported (this vigie reads version {FORMAT_VERSION})",
+                raw.version
+            ),
+        });
+    }
+    let mut errors = Vec::new();
+    let mut rules = Vec::with_capacity(raw.rules.len());
+    let mut ids: HashMap<String, ()> = HashMap::new();
+    for raw_rule in raw.rules {
+        let id = raw_rule.id.clone();
+        let mut ctx = Ctx { file: file_name, text, rule: &id, errors: &mut errors };
+        if ids.insert(raw_rule.id.clone(), ()).is_some() {
+            ctx.error("id", "the id is used twice in this file", "give every rule a unique id");
+            continue;
+        }
+        if let Some(rule) = compile(raw_rule, &mut ctx) {
+            rules.push(rule);
+        }
+    }
+    match RuleError::collect(errors) {
+        Some(e) => Err(e),
+        None => Ok(rules),
     }
 }
 
@@ -563,6 +711,10 @@ fn compile(raw: RawRule, ctx: &mut Ctx<'_>) -> Option<Rule> {
             conditions.push(c);
         }
     }
+    // Comparisons first, text searches after: an event that fails a cheap test is never
+    // searched. Only positive text searches give a fragment, and they keep their written
+    // order, so the evidence is the one the written order gives.
+    conditions.sort_by_key(|c| matches!(c.matcher, Matcher::Contains { .. } | Matcher::Regex { .. }));
 
     let kind = match (raw.kind, raw.threshold) {
         (RawKind::Signature, None) => {
@@ -684,7 +836,7 @@ fn compile_condition(raw: RawCondition, ctx: &mut Ctx<'_>) -> Option<Condition> 
             .match_kind(aho_corasick::MatchKind::LeftmostLongest)
             .build(&needles);
         match ac {
-            Ok(ac) => Matcher::Contains(ac),
+            Ok(ac) => Matcher::Contains { ac, needles },
             Err(e) => {
                 ctx.error("contains", e.to_string(), "shorten the list");
                 return None;
@@ -709,7 +861,8 @@ fn compile_condition(raw: RawCondition, ctx: &mut Ctx<'_>) -> Option<Condition> 
     if fields.len() != names.len() {
         return None;
     }
-    Some(Condition { fields, matcher, negate: raw.not })
+    let on_category = fields == [Field::Category] && matches!(matcher, Matcher::Equals(_) | Matcher::Exists(_));
+    Some(Condition { fields, matcher, negate: raw.not, on_category, scans: Vec::new() })
 }
 
 /// Parses `30s`, `5m`, `1h`, `1d` (one number, one unit; `0s` is allowed and means "none").
@@ -876,6 +1029,94 @@ rules:
         assert_eq!(french_duration(SignedDuration::from_secs(5400)), "1 h 30 min");
         assert_eq!(french_duration(SignedDuration::from_secs(30)), "30 s");
         assert_eq!(french_duration(SignedDuration::from_hours(24)), "1 j");
+    }
+
+    #[test]
+    fn a_combined_scan_answers_as_each_condition_would() {
+        let rule = |id: &str, test: &str| {
+            format!(
+                "  - id: {id}\n    kind: signature\n    title: T\n    description: D.\n    severity: info\n    \
+                 cctp_class: securite_mineure\n    when:\n      - fields: [url.path, url.query]\n        {test}\n    \
+                 offender: [source.ip]\n    suppress: 0s\n"
+            )
+        };
+        let text = format!(
+            "version: 1\nrules:\n{}{}{}{}",
+            rule("t.dots", "contains: ['../', 'WIN.INI']"),
+            rule("t.env", r"regex: ['(?i)\.env$', 'secret', '(?i)env']"),
+            rule("t.accent", "contains: ['été/']"),
+            rule("t.never", "regex: ['^zzz$']"),
+        );
+        let set = RuleSet::from_yaml("t.yml", &text).unwrap();
+        let scanned: Vec<bool> = set
+            .rules()
+            .iter()
+            .map(|r| !r.conditions[0].scans.is_empty() && r.conditions[0].scans.iter().all(Option::is_some))
+            .collect();
+        assert_eq!(scanned, [true, true, false, true], "a non-ASCII needle list keeps its own search");
+        let check = |path: &str, query: &str, expected: &[(&str, &str)]| {
+            let event = collector::Event {
+                source_ip: Some("192.0.2.1".parse().unwrap()),
+                url_path: Some(path.into()),
+                url_query: Some(query.into()),
+                ..Default::default()
+            };
+            let view = EventView::new(&event);
+            let got: Vec<(String, String)> = set
+                .rules()
+                .iter()
+                .filter_map(|r| Some((r.id.to_string(), r.matches(&view)?.map(|f| f.describe()).unwrap_or_default())))
+                .collect();
+            let expected: Vec<(String, String)> =
+                expected.iter().map(|(r, e)| (r.to_string(), e.to_string())).collect();
+            assert_eq!(got, expected, "{path}?{query}");
+        };
+        check("/a/b", "x=1", &[]);
+        check(
+            "/%2e%2e/.ENV",
+            "f=..\\win.ini",
+            &[
+                ("t.dots", "url.path contient « ../ » : « /../.ENV »"),
+                ("t.env", "url.path contient « .ENV » : « /../.ENV »"),
+            ],
+        );
+        // The first pattern of the condition that matches gives the fragment, as its own set would.
+        check("/docs", "k=Secret-env", &[("t.env", "url.query contient « env » : « k=Secret-env »")]);
+        check("/x", "k=secret", &[("t.env", "url.query contient « secret » : « k=secret »")]);
+        check("/x", "f=win.ini", &[("t.dots", "url.query contient « win.ini » : « f=win.ini »")]);
+        check("/%C3%A9t%C3%A9/", "", &[("t.accent", "url.path contient « été/ » : « /été/ »")]);
+    }
+
+    #[test]
+    fn candidates_follow_the_category_conditions() {
+        let rule = |id: &str, category: &str| {
+            format!(
+                "  - id: {id}\n    kind: signature\n    title: T\n    description: D.\n    severity: info\n    \
+                 cctp_class: securite_mineure\n    when:\n{category}      - field: url.path\n        contains: [x]\n    \
+                 offender: [source.ip]\n    suppress: 0s\n"
+            )
+        };
+        let text = format!(
+            "version: 1\nrules:\n{}{}{}{}{}",
+            rule("t.web", "      - field: event.category\n        equals: [WEB]\n"),
+            rule("t.any", ""),
+            rule("t.not-web", "      - field: event.category\n        equals: [web]\n        not: true\n"),
+            rule("t.two", "      - field: event.category\n        equals: [network, diagnostic]\n"),
+            rule("t.none", "      - field: event.category\n        exists: false\n"),
+        );
+        let set = RuleSet::from_yaml("t.yml", &text).unwrap();
+        let ids = |c| set.candidates(c).iter().map(|&i| set.rules()[i].id.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(collector::Category::Web), ["t.web", "t.any"]);
+        assert_eq!(ids(collector::Category::Network), ["t.any", "t.not-web", "t.two"]);
+        assert_eq!(ids(collector::Category::Diagnostic), ["t.any", "t.not-web", "t.two"]);
+        let event = collector::Event {
+            category: collector::Category::Network,
+            source_ip: Some("192.0.2.1".parse().unwrap()),
+            url_path: Some("/x".into()),
+            ..Default::default()
+        };
+        let matched: Vec<String> = set.matching(&event).into_iter().map(|m| m.rule).collect();
+        assert_eq!(matched, ["t.any", "t.not-web", "t.two"]);
     }
 
     #[test]
