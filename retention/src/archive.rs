@@ -3,17 +3,19 @@
 //! Everything here is blocking (Tantivy, fsync); async callers go through [`crate::run_sink`]
 //! or `spawn_blocking`. Nothing outside this crate writes the archive.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use jiff::civil::Date;
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::IndexRecordOption;
-use tantivy::{DocSet, Order, TantivyDocument, Term};
+use tantivy::{DocAddress, DocSet, Order, TantivyDocument, Term};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -24,7 +26,7 @@ use crate::keys::ArchiveKey;
 use crate::partition::{self, PURGING_PREFIX, Partition, TMP_PREFIX, utc_day};
 use crate::record::ConnectionRecord;
 use crate::schema::{self, TIMESTAMP_NS};
-use crate::summary::{self, Kind};
+use crate::summary::{self, Kind, Summary};
 
 /// Records that arrive for a day already sealed go here (`late/<day>.jsonl`), since a sealed
 /// day never changes; searches read them too.
@@ -198,16 +200,16 @@ impl Archive {
                 tracing::debug!(entry = %path.display(), "ignoring non-day entry in archive directory");
                 continue;
             };
-            if !path.is_dir() {
+            // The entry's own type costs no system call; a symbolic link is followed.
+            let file_type = entry.file_type().map_err(ArchiveError::io(&path))?;
+            if !(file_type.is_dir() || file_type.is_symlink() && path.is_dir()) {
                 continue;
             }
             // A writer validates the format version and the schema of every day now, rather
-            // than failing on the day it needs. A reader only checks the metadata (format
-            // version, day): it opens just the indexes its search needs, each validated then.
+            // than failing on the day it needs. A reader only lists the days: it opens just the
+            // days its search needs, and each is validated then (format version, day, schema).
             if writable {
                 Partition::open(&path, day)?;
-            } else {
-                partition::check_meta(&path, day)?;
             }
             if integrity::is_sealed(&path) {
                 sealed.insert(day);
@@ -402,40 +404,141 @@ impl Archive {
     }
 
     fn run(&self, query: &ArchiveQuery, counting: bool) -> Result<(Vec<ConnectionRecord>, u64), ArchiveError> {
+        self.run_kept(query, counting, None)
+    }
+
+    /// [`Archive::search_and_count`] for a long-lived reader that keeps the sealed days it opens
+    /// in `kept` for its next searches.
+    pub(crate) fn search_and_count_kept(
+        &self,
+        query: &ArchiveQuery,
+        kept: &OpenDays,
+    ) -> Result<(Vec<ConnectionRecord>, u64), ArchiveError> {
+        self.run_kept(query, true, Some(kept))
+    }
+
+    /// The search in two passes over the days of the range, each spread over the cores: the
+    /// first runs the query in every day (the count and the addresses of the earliest matches,
+    /// no document read), the second reads only the documents of the page. Without `counting`,
+    /// days are searched a batch at a time and the search stops once the page is full.
+    fn run_kept(
+        &self,
+        query: &ArchiveQuery,
+        counting: bool,
+        kept: Option<&OpenDays>,
+    ) -> Result<(Vec<ConnectionRecord>, u64), ArchiveError> {
         if query.to <= query.from {
+            return Ok((Vec::new(), 0));
+        }
+        let wanted = query.offset.saturating_add(query.limit);
+        if wanted == 0 && !counting {
             return Ok((Vec::new(), 0));
         }
         let first_day = utc_day(query.from);
         let last_day = utc_day(query.to - jiff::SignedDuration::from_nanos(1));
-        let wanted = query.offset.saturating_add(query.limit);
+        let days: Vec<Date> = self.days.range(first_day..=last_day).copied().collect();
+        if let Some(kept) = kept {
+            kept.forget_all_but(&self.days);
+        }
         let keys = summary_keys(query);
-        let mut out = Vec::new();
-        let mut total = 0u64;
-        for day in self.days.range(first_day..=last_day).copied() {
-            let remaining = wanted - out.len();
-            if remaining == 0 && !counting {
+        let late_days = self.late_days()?;
+        let batch = if counting { days.len().max(1) } else { search_threads(days.len()) * 2 };
+        let mut found: Vec<DayHits<'_>> = Vec::new();
+        let mut collected = 0usize;
+        for chunk in days.chunks(batch) {
+            let hits =
+                parallel_map(chunk, |&day| self.day_hits(day, query, wanted, &keys, late_days.contains(&day), kept));
+            for day in hits {
+                let day = day?;
+                collected = collected.saturating_add(day.hits.len() + day.late.len());
+                found.push(day);
+            }
+            if !counting && collected >= wanted {
                 break;
             }
-            let sealed = self.sealed.contains(&day);
-            let mut found = Vec::new();
-            // A sealed day's summary may prove that it holds no match; an open day has none.
-            let dir = partition::day_dir(&self.root, day);
-            let skip = sealed && keys.iter().any(|&(kind, key)| !summary::may_contain(&dir, kind, key));
-            if !skip {
-                total += self.with_partition(day, |p| search_day(p, query, remaining, counting, &mut found))?;
+        }
+        let total = found.iter().map(|d| d.count + d.late.len() as u64).sum();
+        // The earliest `wanted` records: the days in order, each giving what it matched.
+        let mut remaining = wanted;
+        let mut plan = Vec::new();
+        for day in &found {
+            if remaining == 0 {
+                break;
             }
-            if sealed {
-                let late: Vec<_> = self.late_records(day)?.into_iter().filter(|r| query.matches(r)).collect();
-                total += late.len() as u64;
-                if remaining > 0 && !late.is_empty() {
-                    found.extend(late);
-                    found.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.event_id.cmp(&b.event_id)));
-                    found.truncate(remaining);
-                }
+            let take = (day.hits.len() + day.late.len()).min(remaining);
+            if take > 0 {
+                plan.push((day, take));
             }
-            out.extend(found);
+            remaining -= take;
+        }
+        let mut out = Vec::with_capacity(wanted.min(collected));
+        for records in parallel_map(&plan, |&(day, take)| day.records(take)) {
+            out.extend(records?);
         }
         Ok((out.into_iter().skip(query.offset).collect(), total))
+    }
+
+    /// The days that have a late file (records that arrived after the day was sealed).
+    fn late_days(&self) -> Result<BTreeSet<Date>, ArchiveError> {
+        let dir = self.root.join(LATE_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+            Err(e) => return Err(ArchiveError::Io { path: dir, source: e }),
+        };
+        let mut days = BTreeSet::new();
+        for entry in entries {
+            let name = entry.map_err(ArchiveError::io(&dir))?.file_name();
+            let day = name.to_str().and_then(|n| n.strip_suffix(".jsonl")).and_then(|d| d.parse::<Date>().ok());
+            days.extend(day);
+        }
+        Ok(days)
+    }
+
+    /// The first pass of a search in one day: skipped when the day's summary proves it holds no
+    /// match, else the count and the earliest `wanted` matches (addresses only), and the day's
+    /// matching late records.
+    fn day_hits<'a>(
+        &'a self,
+        day: Date,
+        query: &ArchiveQuery,
+        wanted: usize,
+        keys: &[(Kind, u64)],
+        has_late: bool,
+        kept: Option<&OpenDays>,
+    ) -> Result<DayHits<'a>, ArchiveError> {
+        let sealed = self.sealed.contains(&day);
+        let late = if sealed && has_late {
+            self.late_records(day)?.into_iter().filter(|r| query.matches(r)).collect()
+        } else {
+            Vec::new()
+        };
+        let mut found = DayHits { partition: None, hits: Vec::new(), count: 0, late };
+        let dir = partition::day_dir(&self.root, day);
+        let partition = match (self.open.get(&day), kept) {
+            (Some(p), _) => DayPartition::Writing(p),
+            // A sealed day never changes: a long-lived reader keeps it open.
+            (None, Some(kept)) if sealed => match kept.get(day, &dir, keys)? {
+                Some(p) => DayPartition::Kept(p),
+                None => return Ok(found),
+            },
+            (None, _) => {
+                // A sealed day's summary may prove that it holds no match; an open day has none.
+                if sealed && !keys.is_empty() {
+                    let kinds: Vec<Kind> = keys.iter().map(|&(kind, _)| kind).collect();
+                    let summary = Summary::read_kinds(&dir, &kinds);
+                    if keys.iter().any(|&(kind, key)| !summary.may_contain(kind, key)) {
+                        return Ok(found);
+                    }
+                }
+                DayPartition::Opened(Box::new(Partition::open(&dir, day)?))
+            }
+        };
+        let (hits, count) = day_matches(&partition, query, wanted)?;
+        found.hits = hits;
+        found.count = count;
+        found.partition = Some(partition);
+        Ok(found)
     }
 
     /// Runs `f` on the partition of `day`: the open one, or one opened for reading only.
@@ -639,15 +742,24 @@ impl Archive {
     }
 }
 
-fn build_query(partition: &Partition, query: &ArchiveQuery) -> BooleanQuery {
+/// The query of `query` in one day. The time range is left out when it covers the whole day:
+/// every record of a day partition is of that day.
+fn build_query(partition: &Partition, query: &ArchiveQuery) -> Box<dyn Query> {
     let fields = &partition.fields;
-    let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
-        Occur::Must,
-        Box::new(RangeQuery::new(
-            Bound::Included(Term::from_field_i64(fields.timestamp_ns, schema::timestamp_ns(query.from))),
-            Bound::Excluded(Term::from_field_i64(fields.timestamp_ns, schema::timestamp_ns(query.to))),
-        )),
-    )];
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    let midnight = |d: Date| jiff::tz::Offset::UTC.to_timestamp(d.to_datetime(jiff::civil::Time::midnight())).ok();
+    let day_start = midnight(partition.day);
+    let day_end = partition.day.tomorrow().ok().and_then(midnight);
+    let whole_day = day_start.is_some_and(|s| query.from <= s) && day_end.is_some_and(|e| e <= query.to);
+    if !whole_day {
+        clauses.push((
+            Occur::Must,
+            Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_i64(fields.timestamp_ns, schema::timestamp_ns(query.from))),
+                Bound::Excluded(Term::from_field_i64(fields.timestamp_ns, schema::timestamp_ns(query.to))),
+            )),
+        ));
+    }
     let term =
         |t: Term| -> (Occur, Box<dyn Query>) { (Occur::Must, Box::new(TermQuery::new(t, IndexRecordOption::Basic))) };
     if let Some(ip) = query.source_ip {
@@ -672,7 +784,10 @@ fn build_query(partition: &Partition, query: &ArchiveQuery) -> BooleanQuery {
     if let Some(school) = &query.school_uai {
         clauses.push(term(Term::from_field_text(fields.school_uai, school)));
     }
-    BooleanQuery::new(clauses)
+    if clauses.is_empty() {
+        return Box::new(AllQuery);
+    }
+    Box::new(BooleanQuery::new(clauses))
 }
 
 /// The columns of one segment that hold values format version 3 does not store (older days
@@ -727,35 +842,185 @@ fn summary_keys(query: &ArchiveQuery) -> Vec<(Kind, u64)> {
     keys
 }
 
-/// Appends to `out` at most `limit` matches of `query` in one day, earliest first, and returns
-/// how many match in the day when `counting` (0 otherwise).
-fn search_day(
-    partition: &Partition,
-    query: &ArchiveQuery,
-    limit: usize,
-    counting: bool,
-    out: &mut Vec<ConnectionRecord>,
-) -> Result<u64, ArchiveError> {
-    let fields = &partition.fields;
+/// The partition a search reads in one day.
+enum DayPartition<'a> {
+    /// Held by the archive's writer.
+    Writing(&'a Partition),
+    /// Opened for this search.
+    Opened(Box<Partition>),
+    /// Kept open by a long-lived reader.
+    Kept(Arc<Partition>),
+}
+
+impl std::ops::Deref for DayPartition<'_> {
+    type Target = Partition;
+
+    fn deref(&self) -> &Partition {
+        match self {
+            DayPartition::Writing(p) => p,
+            DayPartition::Opened(p) => p,
+            DayPartition::Kept(p) => p,
+        }
+    }
+}
+
+/// A match in one day: its time (from the column) and its address.
+type Hit = (Option<i64>, DocAddress);
+
+/// What the first pass of a search found in one day.
+struct DayHits<'a> {
+    /// `None` when the day's summary excluded it.
+    partition: Option<DayPartition<'a>>,
+    /// The earliest matches, earliest first.
+    hits: Vec<Hit>,
+    /// How many documents match in the day.
+    count: u64,
+    /// The day's late records that match.
+    late: Vec<ConnectionRecord>,
+}
+
+impl DayHits<'_> {
+    /// The day's `take` earliest matching records, its late records included.
+    fn records(&self, take: usize) -> Result<Vec<ConnectionRecord>, ArchiveError> {
+        let n = self.hits.len().min(take);
+        let mut out = match &self.partition {
+            Some(partition) => read_records(partition, &self.hits[..n])?,
+            None => Vec::new(),
+        };
+        if !self.late.is_empty() {
+            out.extend(self.late.iter().cloned());
+            out.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.event_id.cmp(&b.event_id)));
+            out.truncate(take);
+        }
+        Ok(out)
+    }
+}
+
+/// Sealed days kept open between the searches of a long-lived reader (the requisition desk),
+/// with their summaries: a sealed day never changes. A day is opened again when its manifest is
+/// no longer the same file (purged, then created and sealed again), and forgotten as soon as a
+/// search no longer finds it in the archive (purged): a purged day is never searched.
+#[derive(Debug, Default)]
+pub(crate) struct OpenDays {
+    days: Mutex<HashMap<Date, KeptDay>>,
+}
+
+#[derive(Debug, Clone)]
+struct KeptDay {
+    manifest: ManifestIdentity,
+    summary: Arc<Summary>,
+    /// Opened on the first search the summary does not exclude.
+    partition: Option<Arc<Partition>>,
+}
+
+/// What tells a manifest file from another: a purged and re-sealed day has a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ManifestIdentity {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+}
+
+impl ManifestIdentity {
+    fn of(dir: &Path) -> Result<ManifestIdentity, ArchiveError> {
+        let path = dir.join(integrity::MANIFEST_FILE);
+        let meta = std::fs::metadata(&path).map_err(ArchiveError::io(&path))?;
+        Ok(ManifestIdentity { modified: meta.modified().ok(), len: meta.len() })
+    }
+}
+
+impl OpenDays {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Date, KeptDay>> {
+        // A search that panicked left whole entries or none: the map is still consistent.
+        self.days.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the days no longer in the archive.
+    fn forget_all_but(&self, present: &BTreeSet<Date>) {
+        self.lock().retain(|day, _| present.contains(day));
+    }
+
+    /// The sealed day in `dir`, opened once; `None` when its summary proves it holds none of
+    /// `keys`.
+    fn get(&self, day: Date, dir: &Path, keys: &[(Kind, u64)]) -> Result<Option<Arc<Partition>>, ArchiveError> {
+        let identity = ManifestIdentity::of(dir)?;
+        let known = self.lock().get(&day).filter(|k| k.manifest == identity).cloned();
+        let mut kept = match known {
+            Some(kept) => kept,
+            None => KeptDay { manifest: identity, summary: Arc::new(Summary::read(dir)), partition: None },
+        };
+        if keys.iter().any(|&(kind, key)| !kept.summary.may_contain(kind, key)) {
+            self.lock().insert(day, kept);
+            return Ok(None);
+        }
+        let partition = match &kept.partition {
+            Some(p) => Arc::clone(p),
+            None => {
+                let p = Arc::new(Partition::open(dir, day)?);
+                kept.partition = Some(Arc::clone(&p));
+                p
+            }
+        };
+        self.lock().insert(day, kept);
+        Ok(Some(partition))
+    }
+}
+
+/// How many threads a search of `days` days uses: every core, at most one a day.
+fn search_threads(days: usize) -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(days).max(1)
+}
+
+/// `f` of every item, on [`search_threads`] threads (the calling one included), in the items'
+/// order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = search_threads(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            done.push((i, f(item)));
+        }
+        done
+    };
+    let mut results: Vec<(usize, R)> = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut all = work();
+        for helper in helpers {
+            all.extend(helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        all
+    });
+    results.sort_unstable_by_key(|&(i, _)| i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The earliest `limit` matches of `query` in one day (time and address, no document read)
+/// and how many documents match in all.
+fn day_matches(partition: &Partition, query: &ArchiveQuery, limit: usize) -> Result<(Vec<Hit>, u64), ArchiveError> {
     let searcher = partition.searcher();
     let q = build_query(partition, query);
     let err = ArchiveError::tantivy(&partition.dir);
-    let (hits, count) = match (limit, counting) {
-        (0, false) => return Ok(0),
-        (0, true) => (Vec::new(), searcher.search(&q, &tantivy::collector::Count).map_err(err)?),
-        (limit, counting) => {
-            let top = TopDocs::with_limit(limit).order_by_fast_field::<i64>(TIMESTAMP_NS, Order::Asc);
-            if counting {
-                let (count, hits) = searcher.search(&q, &(tantivy::collector::Count, top)).map_err(err)?;
-                (hits, count)
-            } else {
-                (searcher.search(&q, &top).map_err(err)?, 0)
-            }
-        }
-    };
+    if limit == 0 {
+        return Ok((Vec::new(), searcher.search(q.as_ref(), &tantivy::collector::Count).map_err(err)? as u64));
+    }
+    let top = TopDocs::with_limit(limit).order_by_fast_field::<i64>(TIMESTAMP_NS, Order::Asc);
+    let (count, hits) = searcher.search(q.as_ref(), &(tantivy::collector::Count, top)).map_err(err)?;
+    Ok((hits, count as u64))
+}
+
+/// The records at `hits` in one day.
+fn read_records(partition: &Partition, hits: &[Hit]) -> Result<Vec<ConnectionRecord>, ArchiveError> {
+    let fields = &partition.fields;
+    let searcher = partition.searcher();
+    let mut out = Vec::with_capacity(hits.len());
     // The columns of the segments hits are in, opened once per segment.
     let mut columns: Vec<Option<FastColumns>> = vec![None; searcher.segment_readers().len()];
-    for (timestamp_ns, address) in hits {
+    for &(timestamp_ns, address) in hits {
         let doc: TantivyDocument = searcher.doc(address).map_err(ArchiveError::tantivy(&partition.dir))?;
         let slot = &mut columns[address.segment_ord as usize];
         if slot.is_none() {
@@ -764,7 +1029,7 @@ fn search_day(
         let fast = slot.as_ref().expect("opened above").values(address.doc_id, timestamp_ns);
         out.push(fields.record_of(&doc, fast, &partition.dir)?);
     }
-    Ok(count as u64)
+    Ok(out)
 }
 
 /// The statistics of one day (from the live documents' time column: no document is
@@ -1075,8 +1340,55 @@ mod tests {
         );
         let message = err.to_string();
         assert!(message.contains("2025-04-07") && message.contains("newer vigie"), "{message}");
-        // A reader, which opens no index up front, refuses it too.
-        assert!(matches!(Archive::open_read_only(dir.path()), Err(ArchiveError::TooNew { .. })));
+        // A reader, which opens no day up front, refuses it as soon as it reads it.
+        let reader = Archive::open_read_only(dir.path()).unwrap();
+        assert!(matches!(reader.search(&query(ALL.0, ALL.1)), Err(ArchiveError::TooNew { .. })));
+        assert!(matches!(reader.stats(), Err(ArchiveError::TooNew { .. })));
+    }
+
+    #[test]
+    fn pages_over_many_days_cut_the_full_result_in_order_and_count_it_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive.set_key(ArchiveKey::from_seed([3; 32]));
+        // 20 days, the address on three records of each but every fourth day, at varied hours.
+        let mut records = Vec::new();
+        for day in 1..=20 {
+            for (n, hour) in [(1, 17), (2, 3), (3, 9)] {
+                let ip = if day % 4 == 0 { "192.0.2.99" } else { "192.0.2.7" };
+                let at = format!("2025-03-{day:02}T{hour:02}:00:00Z");
+                records.push(rec(&format!("d{day}r{n}"), &at, ip, n, None));
+            }
+        }
+        archive.append(&records).unwrap();
+        archive.commit().unwrap();
+        // Sealed (summaries written) up to the 15th; the last days stay open.
+        archive.close_days("2025-03-16T03:00:00Z".parse().unwrap(), jiff::SignedDuration::from_hours(2)).unwrap();
+        let mut q = query("2025-03-01T06:00:00Z", "2025-03-20T12:00:00Z");
+        q.source_ip = Some("192.0.2.7".parse().unwrap());
+        let mut expected: Vec<_> = records
+            .iter()
+            .filter(|r| r.source_ip == q.source_ip && q.from <= r.timestamp && r.timestamp < q.to)
+            .cloned()
+            .collect();
+        expected.sort_by_key(|r| r.timestamp);
+        // The 1st's 03:00 is before the window; the 4th, 8th, 12th, 16th and 20th have another
+        // address.
+        assert_eq!(expected.len(), 44);
+        let (all, total) = archive.search_and_count(&q).unwrap();
+        assert_eq!((all, total), (expected.clone(), 44));
+        for size in [1, 7, 44, 50] {
+            let mut paged = Vec::new();
+            for page in 0..=44 / size {
+                let p = ArchiveQuery { offset: page * size, limit: size, ..q.clone() };
+                let (found, total) = archive.search_and_count(&p).unwrap();
+                assert_eq!(total, 44);
+                assert_eq!(archive.search(&p).unwrap(), found, "search and search_and_count agree");
+                paged.extend(found);
+            }
+            assert_eq!(paged, expected, "pages of {size}");
+        }
+        assert_eq!(archive.count(&q).unwrap(), 44);
     }
 
     #[test]

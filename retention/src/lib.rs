@@ -8,8 +8,9 @@
 //! signed head of the manifest chain), `certificates/` (one signed deletion certificate per
 //! purged day), `holds.json` (legal holds) and `late/` (records that arrived after their day
 //! was sealed). A search opens
-//! only the days its time range covers and whose summary may hold what it looks for; retention
-//! removes whole day directories. The records
+//! only the days its time range covers and whose summary may hold what it looks for, several days
+//! at a time (one thread a core), and a long-lived requisition desk keeps the sealed days it
+//! opened for its next searches; retention removes whole day directories. The records
 //! hold what décret 2021-1362 asks for (client IP and port, protocol, operation type, time,
 //! duration, account, terminal) and never the content consulted (no URL path, query string,
 //! referrer or body). Nothing outside this crate writes the archive.

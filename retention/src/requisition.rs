@@ -10,13 +10,15 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use ipnet::IpNet;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::archive::{Archive, ArchiveQuery, LegalHold};
+use crate::archive::{Archive, ArchiveQuery, LegalHold, OpenDays};
 use crate::error::ArchiveError;
 use crate::keys::{ArchiveKey, sha256_hex};
 use crate::record::ConnectionRecord;
@@ -272,6 +274,10 @@ pub struct Requisitions {
     key: ArchiveKey,
     clock_source: String,
     clock: Box<dyn Fn() -> Timestamp + Send + Sync>,
+    /// The sealed days opened by earlier searches, kept open for the next ones.
+    open_days: OpenDays,
+    /// The audit log as this desk last checked and wrote it.
+    checked_log: Mutex<Option<CheckedLog>>,
 }
 
 impl std::fmt::Debug for Requisitions {
@@ -295,6 +301,8 @@ impl Requisitions {
             key,
             clock_source: clock_source.to_owned(),
             clock: Box::new(Timestamp::now),
+            open_days: OpenDays::default(),
+            checked_log: Mutex::new(None),
         }
     }
 
@@ -329,7 +337,7 @@ impl Requisitions {
         }
         let archive = Archive::open_read_only(&self.archive_dir)?;
         let q = query.archive_query(page.saturating_mul(page_size), page_size);
-        let (records, total) = archive.search_and_count(&q)?;
+        let (records, total) = archive.search_and_count_kept(&q, &self.open_days)?;
         // The audit records how many records the search matched in all, not only this page.
         let entry = self.append_audit(
             operator,
@@ -362,7 +370,7 @@ impl Requisitions {
             )));
         }
         let mut log = self.lock_audit()?;
-        let (seq, _) = last_entry(&self.audit_path, &self.key)?;
+        let (seq, _) = self.last_entry()?;
         let body = match format {
             ExportFormat::Csv => csv_body(&records)?,
             // Canonical form (keys sorted, as serde_json::Value writes them), so that a reader
@@ -485,6 +493,28 @@ impl Requisitions {
         self.append_locked(&mut log, operator, action, requisition, query, result_count, export_sha256)
     }
 
+    /// The last sequence number and hash of the audit log (0 and the genesis hash when it is
+    /// empty), after checking it: nothing is appended to a damaged log. The part this desk
+    /// checked or wrote before is checked again by its SHA-256 only, when it is unchanged; the
+    /// entries appended since (by another process) are checked one by one, and the whole log
+    /// when that part changed. Called with the log locked.
+    fn last_entry(&self) -> Result<(u64, String), ArchiveError> {
+        let bytes = read_log(&self.audit_path)?;
+        let mut checked = self.checked_log.lock().unwrap_or_else(PoisonError::into_inner);
+        let unchanged = checked
+            .take()
+            .filter(|c| bytes.len() >= c.len && Sha256::digest(&bytes[..c.len]) == c.state.clone().finalize());
+        let (from, seq, previous, mut state) = match unchanged {
+            Some(c) => (c.len, c.seq, c.hash, c.state),
+            None => (0, 0, GENESIS.to_owned(), Sha256::new()),
+        };
+        let entries = check_entries(&self.audit_path, &bytes[from..], seq, &previous, &self.key)?;
+        let (seq, hash) = entries.last().map_or((seq, previous), |e| (e.seq, e.hash.clone()));
+        state.update(&bytes[from..]);
+        *checked = Some(CheckedLog { len: bytes.len(), state, seq, hash: hash.clone() });
+        Ok((seq, hash))
+    }
+
     /// The audit log, opened for appending and locked against other writers.
     fn lock_audit(&self) -> Result<File, ArchiveError> {
         if let Some(dir) = self.audit_path.parent() {
@@ -510,7 +540,7 @@ impl Requisitions {
         result_count: Option<u64>,
         export_sha256: Option<String>,
     ) -> Result<AuditEntry, ArchiveError> {
-        let (seq, previous_hash) = last_entry(&self.audit_path, &self.key)?;
+        let (seq, previous_hash) = self.last_entry()?;
         let mut entry = AuditEntry {
             seq: seq + 1,
             at: (self.clock)(),
@@ -530,6 +560,12 @@ impl Requisitions {
         line.push('\n');
         log.write_all(line.as_bytes()).map_err(ArchiveError::io(&self.audit_path))?;
         log.sync_all().map_err(ArchiveError::io(&self.audit_path))?;
+        if let Some(checked) = self.checked_log.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            checked.len += line.len();
+            checked.state.update(line.as_bytes());
+            checked.seq = entry.seq;
+            checked.hash.clone_from(&entry.hash);
+        }
         tracing::info!(
             seq = entry.seq,
             operator,
@@ -543,16 +579,34 @@ impl Requisitions {
 
 /// Every entry of the audit log at `path`, checking the chain and each signature.
 pub fn read_audit(path: &Path, key: &ArchiveKey) -> Result<Vec<AuditEntry>, ArchiveError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(ArchiveError::Io { path: path.to_owned(), source: e }),
-    };
+    let bytes = read_log(path)?;
+    check_entries(path, &bytes, 0, GENESIS, key)
+}
+
+/// The bytes of the audit log (none when it does not exist yet).
+fn read_log(path: &Path) -> Result<Vec<u8>, ArchiveError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(ArchiveError::Io { path: path.to_owned(), source: e }),
+    }
+}
+
+/// The entries in `bytes` (lines of the log at `path` that follow entry `seq`, whose hash is
+/// `previous`), checking that each chains to the one before it, matches its hash and carries
+/// the archive key's signature.
+fn check_entries(
+    path: &Path,
+    bytes: &[u8],
+    seq: u64,
+    previous: &str,
+    key: &ArchiveKey,
+) -> Result<Vec<AuditEntry>, ArchiveError> {
     let public = key.public();
     let mut out: Vec<AuditEntry> = Vec::new();
-    let mut previous = GENESIS.to_owned();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let n = i as u64 + 1;
+    let mut previous = previous.to_owned();
+    for (i, line) in BufReader::new(bytes).lines().enumerate() {
+        let n = seq + i as u64 + 1;
         let line = line.map_err(ArchiveError::io(path))?;
         let tampered = |reason: String| ArchiveError::AuditTampered { path: path.to_owned(), entry: n, reason };
         let entry: AuditEntry = serde_json::from_str(&line).map_err(|e| tampered(format!("unreadable: {e}")))?;
@@ -577,11 +631,15 @@ pub fn read_audit(path: &Path, key: &ArchiveKey) -> Result<Vec<AuditEntry>, Arch
     Ok(out)
 }
 
-/// The last sequence number and hash (0 and the genesis hash for an empty log), after checking
-/// the whole log: nothing is appended to a damaged log.
-fn last_entry(path: &Path, key: &ArchiveKey) -> Result<(u64, String), ArchiveError> {
-    let entries = read_audit(path, key)?;
-    Ok(entries.last().map_or((0, GENESIS.to_owned()), |e| (e.seq, e.hash.clone())))
+/// The part of the audit log a desk has already checked (or written itself): its length, the
+/// SHA-256 of those bytes (and the hasher state that gave it, to extend it), and the last entry
+/// in them.
+#[derive(Debug, Clone)]
+struct CheckedLog {
+    len: usize,
+    state: Sha256,
+    seq: u64,
+    hash: String,
 }
 
 const CSV_COLUMNS: &[&str] = &[

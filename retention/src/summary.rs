@@ -113,23 +113,56 @@ fn section_of(dir: &Path, mut keys: Vec<u64>) -> Vec<u8> {
     }
 }
 
-/// Whether the day in `dir` may hold `key` of `kind`: `false` only when its summary proves it
-/// does not; `true` when it may, or when there is no usable summary.
-pub(crate) fn may_contain(dir: &Path, kind: Kind, key: u64) -> bool {
-    match read_section(dir, kind) {
-        Some(section) => section_contains(&section, key).unwrap_or(true),
-        None => true,
+/// The summary of one sealed day, read once and asked as often as needed (a long-lived
+/// reader keeps it with the open day).
+#[derive(Debug, Clone)]
+pub(crate) struct Summary {
+    /// The section of each kind; `None` when the file holds no usable one (then the kind
+    /// excludes nothing).
+    sections: [Option<Vec<u8>>; KINDS],
+}
+
+impl Summary {
+    /// The summary of the day in `dir`, every kind; one that excludes nothing when the day has
+    /// none or an unreadable one.
+    pub(crate) fn read(dir: &Path) -> Summary {
+        Summary::read_kinds(dir, &[Kind::SourceIp, Kind::UserName, Kind::SchoolUai])
+    }
+
+    /// [`Summary::read`] of only the sections of `kinds` (the others exclude nothing).
+    pub(crate) fn read_kinds(dir: &Path, kinds: &[Kind]) -> Summary {
+        let mut summary = Summary { sections: [None, None, None] };
+        let Ok(mut file) = File::open(dir.join(SUMMARY_FILE)) else { return summary };
+        let mut header = [0u8; HEADER_LEN];
+        if file.read_exact(&mut header).is_err() || &header[..MAGIC.len()] != MAGIC {
+            return summary;
+        }
+        for &kind in kinds {
+            summary.sections[kind as usize] = read_section(&mut file, &header, kind);
+        }
+        summary
+    }
+
+    /// Whether the day may hold `key` of `kind`: `false` only when the summary proves it does
+    /// not.
+    pub(crate) fn may_contain(&self, kind: Kind, key: u64) -> bool {
+        match &self.sections[kind as usize] {
+            Some(section) => section_contains(section, key).unwrap_or(true),
+            None => true,
+        }
     }
 }
 
-/// The section of `kind`, or `None` when the day has no summary or an unreadable one.
-fn read_section(dir: &Path, kind: Kind) -> Option<Vec<u8>> {
-    let mut file = File::open(dir.join(SUMMARY_FILE)).ok()?;
-    let mut header = [0u8; HEADER_LEN];
-    file.read_exact(&mut header).ok()?;
-    if &header[..MAGIC.len()] != MAGIC {
-        return None;
-    }
+/// Whether the day in `dir` may hold `key` of `kind`: `false` only when its summary proves it
+/// does not; `true` when it may, or when there is no usable summary.
+#[cfg(test)]
+fn may_contain(dir: &Path, kind: Kind, key: u64) -> bool {
+    Summary::read(dir).may_contain(kind, key)
+}
+
+/// The section of `kind` in the summary `file` whose header is `header`, or `None` when it
+/// cannot be read.
+fn read_section(file: &mut File, header: &[u8; HEADER_LEN], kind: Kind) -> Option<Vec<u8>> {
     let at = MAGIC.len() + kind as usize * 16;
     let offset = u64::from_le_bytes(header[at..at + 8].try_into().ok()?);
     let len = u64::from_le_bytes(header[at + 8..at + 16].try_into().ok()?);

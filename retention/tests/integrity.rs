@@ -6,7 +6,7 @@ use std::path::Path;
 use jiff::{SignedDuration, Timestamp};
 use retention::{
     Archive, ArchiveKey, ConnectionRecord, ExportFormat, LegalHold, Requisition, RequisitionQuery, Requisitions, Scope,
-    read_certificates, verify,
+    read_audit, read_certificates, verify,
 };
 
 fn rec(id: &str, at: &str, ip: &str, port: u16, user: &str) -> ConnectionRecord {
@@ -347,4 +347,44 @@ fn requisitions_are_scoped_paginated_exported_and_audited() {
 fn retention_sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn a_long_lived_desk_keeps_days_open_but_never_searches_a_purged_day_and_checks_its_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive_dir = dir.path().join("archive");
+    let mut archive = sealed_archive(&archive_dir);
+    let audit = dir.path().join("audit/requisitions.jsonl");
+    let open_desk =
+        || Requisitions::new(&archive_dir, &audit, key(), "chrony (test)").with_clock(|| ts("2025-04-10T09:00:00Z"));
+    let desk = open_desk();
+    let alice = RequisitionQuery {
+        scope: Scope::User("alice".into()),
+        from: ts("2025-04-01T00:00:00Z"),
+        to: ts("2025-04-30T00:00:00Z"),
+    };
+    let first = desk.search(&requisition(), "Mme Legrand", &alice, 0, 100).unwrap();
+    assert_eq!((first.total, first.records.len()), (6, 6));
+
+    // The 5th expires and the writer purges it while the desk keeps its days open.
+    let report = archive.purge(ts("2026-04-06T12:00:00Z"), 365, &[], false).unwrap();
+    assert_eq!(report.deleted.iter().map(|c| c.day.to_string()).collect::<Vec<_>>(), ["2025-04-05"]);
+    let after = desk.search(&requisition(), "Mme Legrand", &alice, 0, 100).unwrap();
+    assert_eq!(after.total, 4);
+    assert_eq!(after.records, first.records[2..], "the purged day's records are gone, the others unchanged");
+
+    // Another process appends to the audit log between two searches of the desk: the chain
+    // goes on, and the whole log verifies.
+    open_desk().search(&requisition(), "M. Durand", &alice, 0, 100).unwrap();
+    assert_eq!(desk.search(&requisition(), "Mme Legrand", &alice, 0, 100).unwrap().audit_entry, 4);
+    let entries = read_audit(&audit, &key()).unwrap();
+    let operators: Vec<&str> = entries.iter().map(|e| e.operator.as_str()).collect();
+    assert_eq!(operators, ["Mme Legrand", "Mme Legrand", "M. Durand", "Mme Legrand"]);
+
+    // An edit that keeps the log's length is caught by the desk that had checked it before.
+    let text = std::fs::read_to_string(&audit).unwrap().replacen("Mme Legrand", "Mme Legrant", 1);
+    std::fs::write(&audit, text).unwrap();
+    let err = desk.search(&requisition(), "Mme Legrand", &alice, 0, 100).unwrap_err().to_string();
+    assert!(err.contains("entry 1") && err.contains("edited"), "{err}");
+    assert_eq!(std::fs::read_to_string(&audit).unwrap().lines().count(), 4, "nothing appended to a damaged log");
 }
