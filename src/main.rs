@@ -19,6 +19,9 @@ mod roles;
 mod services;
 mod user_cmd;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
