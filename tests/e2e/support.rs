@@ -17,9 +17,26 @@ pub(crate) fn shared_data() -> std::path::PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, that no other test of this run is given, and that
+/// outgoing connections do not take meanwhile: it is below Linux's ephemeral range (32768 and
+/// up), where the kernel picks both `bind(0)`'s ports and the local ports of the parallel
+/// tests' connections — a port found free there could be taken again before `vigie` binds it
+/// ("Address already in use" at a restart on the same port).
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const PORTS: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Each run starts elsewhere in the range, so that two runs at once rarely meet.
+    let start = std::process::id() % PORTS;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < PORTS, "no free port left in {FIRST}..{}", FIRST + PORTS);
+        let port = u16::try_from(FIRST + (start + n) % PORTS).expect("below 32000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A running `vigie` process, killed if the test ends early.
