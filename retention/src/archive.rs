@@ -388,23 +388,19 @@ impl Archive {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        Ok(self.run(query, false)?.0)
+        Ok(self.run(query, false, None)?.0)
     }
 
     /// How many records match `query` (its offset and limit ignored).
     pub fn count(&self, query: &ArchiveQuery) -> Result<u64, ArchiveError> {
         let everything = ArchiveQuery { offset: 0, limit: 0, ..query.clone() };
-        Ok(self.run(&everything, true)?.1)
+        Ok(self.run(&everything, true, None)?.1)
     }
 
     /// [`Archive::search`] and [`Archive::count`] in one pass over the days: the records of the
     /// page and the number of records matching in all.
     pub fn search_and_count(&self, query: &ArchiveQuery) -> Result<(Vec<ConnectionRecord>, u64), ArchiveError> {
-        self.run(query, true)
-    }
-
-    fn run(&self, query: &ArchiveQuery, counting: bool) -> Result<(Vec<ConnectionRecord>, u64), ArchiveError> {
-        self.run_kept(query, counting, None)
+        self.run(query, true, None)
     }
 
     /// [`Archive::search_and_count`] for a long-lived reader that keeps the sealed days it opens
@@ -414,14 +410,15 @@ impl Archive {
         query: &ArchiveQuery,
         kept: &OpenDays,
     ) -> Result<(Vec<ConnectionRecord>, u64), ArchiveError> {
-        self.run_kept(query, true, Some(kept))
+        self.run(query, true, Some(kept))
     }
 
     /// The search in two passes over the days of the range, each spread over the cores: the
     /// first runs the query in every day (the count and the addresses of the earliest matches,
     /// no document read), the second reads only the documents of the page. Without `counting`,
-    /// days are searched a batch at a time and the search stops once the page is full.
-    fn run_kept(
+    /// days are searched a batch at a time and the search stops once the page is full. A
+    /// long-lived reader passes `kept`, where the sealed days it opens stay open.
+    fn run(
         &self,
         query: &ArchiveQuery,
         counting: bool,
