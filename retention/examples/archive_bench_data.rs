@@ -2,9 +2,9 @@
 //! `vigie archive ingest` reads, what `rg` scans and `zstd` compresses) and NDJSON of the fields
 //! the archive keeps (what tantivy-cli indexes), plus a sample of client addresses to search.
 //!
-//! `cargo run --release -p retention --example archive_bench_data -- N LOG NDJSON IPS`
+//! `cargo run --release -p retention --example archive_bench_data -- N LOG NDJSON IPS [DAYS]`
 //!
-//! N records spread evenly over 365 days from 2024-04-08, from 20,000 client addresses in
+//! N records spread evenly over DAYS days (default 365) from 2024-04-08, from 20,000 client addresses in
 //! 10.0.0.0/12 and 50,000 accounts; a fifth of the requests delete a blog article (its id is in
 //! the path, which the archive must not keep). Deterministic: the same N writes the same files.
 
@@ -44,15 +44,23 @@ const ROUTES: [(&str, &str, &str); 5] = [
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [n, log_path, ndjson_path, ips_path] = &args[..] else {
-        eprintln!("usage: archive_bench_data N LOG NDJSON IPS");
-        return ExitCode::FAILURE;
+    let (n, log_path, ndjson_path, ips_path, days) = match &args[..] {
+        [n, log, nd, ips] => (n, log, nd, ips, "365"),
+        [n, log, nd, ips, days] => (n, log, nd, ips, days.as_str()),
+        _ => {
+            eprintln!("usage: archive_bench_data N LOG NDJSON IPS [DAYS]");
+            return ExitCode::FAILURE;
+        }
     };
     let Ok(n) = n.parse::<u64>() else {
         eprintln!("N must be a number of records");
         return ExitCode::FAILURE;
     };
-    match write(n, log_path, ndjson_path, ips_path) {
+    let Ok(days @ 1..) = days.parse::<u64>() else {
+        eprintln!("DAYS must be a number of days, at least 1");
+        return ExitCode::FAILURE;
+    };
+    match write(n, days, log_path, ndjson_path, ips_path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("archive_bench_data: {e}");
@@ -61,14 +69,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn write(n: u64, log_path: &str, ndjson_path: &str, ips_path: &str) -> std::io::Result<()> {
+fn write(n: u64, days: u64, log_path: &str, ndjson_path: &str, ips_path: &str) -> std::io::Result<()> {
     let mut rng = Rng(7);
     let start: jiff::Timestamp = "2024-04-08T00:00:00Z".parse().expect("valid timestamp");
     let ips: Vec<String> =
         (0..20_000).map(|_| std::net::Ipv4Addr::from(0x0A00_0000 + rng.below(1 << 20) as u32).to_string()).collect();
     let mut log = BufWriter::with_capacity(1 << 20, File::create(log_path)?);
     let mut nd = BufWriter::with_capacity(1 << 20, File::create(ndjson_path)?);
-    let span = 365 * 86_400u64;
+    let span = days * 86_400;
     let (mut second, mut stamp) = (u64::MAX, String::new());
     for i in 0..n {
         let s = (u128::from(i) * u128::from(span) / u128::from(n)) as u64;

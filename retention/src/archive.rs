@@ -4,7 +4,7 @@
 //! or `spawn_blocking`. Nothing outside this crate writes the archive.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -469,7 +469,9 @@ impl Archive {
             remaining -= take;
         }
         let mut out = Vec::with_capacity(wanted.min(collected));
-        for records in parallel_map(&plan, |&(day, take)| day.records(take)) {
+        // An exact-address query knows every match's address: no column to read it from.
+        let known_ip = query.source_ip.map(schema::to_v6);
+        for records in parallel_map(&plan, |&(day, take)| day.records(take, known_ip)) {
             out.extend(records?);
         }
         Ok((out.into_iter().skip(query.offset).collect(), total))
@@ -791,32 +793,31 @@ fn build_query(partition: &Partition, query: &ArchiveQuery) -> Box<dyn Query> {
 /// store them, and lack some of these columns).
 #[derive(Clone)]
 struct FastColumns {
-    source_ip: Option<tantivy::columnar::Column<std::net::Ipv6Addr>>,
+    source_ip: Option<tantivy::columnar::Column<Ipv6Addr>>,
     source_port: Option<tantivy::columnar::Column<u64>>,
 }
 
 impl FastColumns {
-    fn open(segment: &tantivy::SegmentReader, dir: &Path) -> Result<FastColumns, ArchiveError> {
-        let fast = segment.fast_fields();
-        let schema = segment.schema();
-        // Version 1 has neither column (and asking for a field that is not fast is an error).
-        let is_fast = |name: &str| schema.get_field(name).is_ok_and(|f| schema.get_field_entry(f).is_fast());
+    /// The columns of `segment`; the address column only when `known_ip` does not give the
+    /// address (it comes from the partition's cache: opening it is costly).
+    fn open(
+        partition: &Partition,
+        segment: &tantivy::SegmentReader,
+        known_ip: Option<Ipv6Addr>,
+    ) -> Result<FastColumns, ArchiveError> {
         Ok(FastColumns {
-            source_ip: match is_fast(schema::SOURCE_IP) {
-                true => fast.column_opt(schema::SOURCE_IP).map_err(ArchiveError::tantivy(dir))?,
-                false => None,
+            source_ip: match known_ip {
+                Some(_) => None,
+                None => partition.ip_column(segment)?,
             },
-            source_port: match is_fast(schema::SOURCE_PORT) {
-                true => fast.column_opt(schema::SOURCE_PORT).map_err(ArchiveError::tantivy(dir))?,
-                false => None,
-            },
+            source_port: partition::fast_column(segment, schema::SOURCE_PORT, &partition.dir)?,
         })
     }
 
-    fn values(&self, doc: tantivy::DocId, timestamp_ns: Option<i64>) -> schema::FastValues {
+    fn values(&self, doc: tantivy::DocId, timestamp_ns: Option<i64>, known_ip: Option<Ipv6Addr>) -> schema::FastValues {
         schema::FastValues {
             timestamp_ns,
-            source_ip: self.source_ip.as_ref().and_then(|c| c.first(doc)),
+            source_ip: known_ip.or_else(|| self.source_ip.as_ref().and_then(|c| c.first(doc))),
             source_port: self.source_port.as_ref().and_then(|c| c.first(doc)),
         }
     }
@@ -877,11 +878,12 @@ struct DayHits<'a> {
 }
 
 impl DayHits<'_> {
-    /// The day's `take` earliest matching records, its late records included.
-    fn records(&self, take: usize) -> Result<Vec<ConnectionRecord>, ArchiveError> {
+    /// The day's `take` earliest matching records, its late records included. `known_ip` is
+    /// the address every match has, when the query names one.
+    fn records(&self, take: usize, known_ip: Option<Ipv6Addr>) -> Result<Vec<ConnectionRecord>, ArchiveError> {
         let n = self.hits.len().min(take);
         let mut out = match &self.partition {
-            Some(partition) => read_records(partition, &self.hits[..n])?,
+            Some(partition) => read_records(partition, &self.hits[..n], known_ip)?,
             None => Vec::new(),
         };
         if !self.late.is_empty() {
@@ -1010,8 +1012,13 @@ fn day_matches(partition: &Partition, query: &ArchiveQuery, limit: usize) -> Res
     Ok((hits, count as u64))
 }
 
-/// The records at `hits` in one day.
-fn read_records(partition: &Partition, hits: &[Hit]) -> Result<Vec<ConnectionRecord>, ArchiveError> {
+/// The records at `hits` in one day; `known_ip`, when the query names the address, is every
+/// match's address.
+fn read_records(
+    partition: &Partition,
+    hits: &[Hit],
+    known_ip: Option<Ipv6Addr>,
+) -> Result<Vec<ConnectionRecord>, ArchiveError> {
     let fields = &partition.fields;
     let searcher = partition.searcher();
     let mut out = Vec::with_capacity(hits.len());
@@ -1021,9 +1028,9 @@ fn read_records(partition: &Partition, hits: &[Hit]) -> Result<Vec<ConnectionRec
         let doc: TantivyDocument = searcher.doc(address).map_err(ArchiveError::tantivy(&partition.dir))?;
         let slot = &mut columns[address.segment_ord as usize];
         if slot.is_none() {
-            *slot = Some(FastColumns::open(searcher.segment_reader(address.segment_ord), &partition.dir)?);
+            *slot = Some(FastColumns::open(partition, searcher.segment_reader(address.segment_ord), known_ip)?);
         }
-        let fast = slot.as_ref().expect("opened above").values(address.doc_id, timestamp_ns);
+        let fast = slot.as_ref().expect("opened above").values(address.doc_id, timestamp_ns, known_ip);
         out.push(fields.record_of(&doc, fast, &partition.dir)?);
     }
     Ok(out)
@@ -1233,6 +1240,33 @@ mod tests {
         assert_eq!(q(&|q| q.limit = 0), Vec::<String>::new());
         let found = archive.search(&query("2025-04-07T10:00:15Z", "2025-04-07T10:00:16Z")).unwrap();
         assert_eq!(found, [rec("4", "2025-04-07T10:00:15Z", "2001:db8::7", 50000, Some("carol"))]);
+    }
+
+    #[test]
+    fn every_kind_of_query_reads_the_records_back_as_appended() {
+        // An exact-address query gives the address of its matches; the others read it from
+        // the day's column. Both must give back what was appended.
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        let records = [
+            rec("1", "2025-04-07T10:00:00Z", "192.0.2.7", 50000, Some("alice")),
+            rec("2", "2025-04-07T11:00:00Z", "2001:db8::7", 443, Some("bob")),
+            rec("3", "2025-04-08T09:00:00Z", "198.51.100.9", 61000, Some("carol")),
+        ];
+        archive.append(&records).unwrap();
+        archive.commit().unwrap();
+        for record in &records {
+            let ip = record.source_ip.unwrap();
+            let network = IpNet::new(ip, if ip.is_ipv4() { 24 } else { 64 }).unwrap().trunc();
+            let queries = [
+                ArchiveQuery { source_ip: Some(ip), ..query(ALL.0, ALL.1) },
+                ArchiveQuery { source_network: Some(network), ..query(ALL.0, ALL.1) },
+                ArchiveQuery { user_name: record.user_name.clone(), ..query(ALL.0, ALL.1) },
+            ];
+            for q in &queries {
+                assert_eq!(archive.search(q).unwrap(), std::slice::from_ref(record), "{q:?}");
+            }
+        }
     }
 
     #[test]

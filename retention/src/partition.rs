@@ -4,17 +4,21 @@
 //! timestamps ever appended) and `index/` (Tantivy). A day is created in `.tmp-<day>` and
 //! renamed into place, so a directory named after a day is always complete.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
+use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
+use tantivy::columnar::{Column, HasAssociatedColumnType};
+use tantivy::index::SegmentId;
 use tantivy::indexer::IndexWriterOptions;
 use tantivy::schema::IndexRecordOption;
-use tantivy::{DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TERMINATED, Term};
+use tantivy::{DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, SegmentReader, TERMINATED, Term};
 
 use crate::error::ArchiveError;
 use crate::record::ConnectionRecord;
@@ -60,6 +64,9 @@ pub(crate) struct Partition {
     /// Ids appended since the last commit, to count replacements inside one commit window.
     pending_ids: HashSet<String>,
     pending_range: Option<(Timestamp, Timestamp)>,
+    /// The client-address column of each segment, opened once: opening it decodes the column's
+    /// value space, which costs more than reading a day's matches. A segment never changes.
+    ip_columns: Mutex<HashMap<SegmentId, Option<Column<Ipv6Addr>>>>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -128,6 +135,7 @@ impl Partition {
             writer: None,
             pending_ids: HashSet::new(),
             pending_range: None,
+            ip_columns: Mutex::new(HashMap::new()),
         })
     }
 
@@ -271,6 +279,41 @@ impl Partition {
     pub(crate) fn searcher(&self) -> Searcher {
         self.reader.searcher()
     }
+
+    /// The client-address column of `segment` (one of this partition's), `None` in a day
+    /// that has none (format version 1 stores the address instead).
+    pub(crate) fn ip_column(&self, segment: &SegmentReader) -> Result<Option<Column<Ipv6Addr>>, ArchiveError> {
+        let id = segment.segment_id();
+        // A search that panicked left the map whole: it is still consistent.
+        if let Some(column) = self.ip_columns.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id) {
+            return Ok(column.clone());
+        }
+        let column = fast_column(segment, schema::SOURCE_IP, &self.dir)?;
+        let mut columns = self.ip_columns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Segments merged away are no longer searched: drop their columns.
+        if columns.len() > 64 {
+            let live: HashSet<SegmentId> =
+                self.reader.searcher().segment_readers().iter().map(SegmentReader::segment_id).collect();
+            columns.retain(|id, _| live.contains(id));
+        }
+        columns.insert(id, column.clone());
+        Ok(column)
+    }
+}
+
+/// The column `name` of `segment`, `None` when the field is not a fast field in that day's
+/// schema (older formats) or has no value in the segment.
+pub(crate) fn fast_column<T>(segment: &SegmentReader, name: &str, dir: &Path) -> Result<Option<Column<T>>, ArchiveError>
+where
+    T: HasAssociatedColumnType,
+    tantivy::columnar::DynamicColumn: Into<Option<Column<T>>>,
+{
+    let schema = segment.schema();
+    // Asking for a field that is not fast is an error, and version 1 has no such column.
+    if !schema.get_field(name).is_ok_and(|f| schema.get_field_entry(f).is_fast()) {
+        return Ok(None);
+    }
+    segment.fast_fields().column_opt(name).map_err(ArchiveError::tantivy(dir))
 }
 
 /// Whether a committed, not deleted document carries `term`.
