@@ -12,15 +12,8 @@
 //! An ICMP error quotes the offending packet in brackets (`[SRC=… DST=…]`); that inner
 //! packet is skipped so it cannot overwrite the outer addresses.
 
-use nom::Parser as _;
-use nom::bytes::complete::{take_till, take_while1};
-use nom::character::complete::{char, space0, space1};
-use nom::combinator::{all_consuming, opt, recognize};
-use nom::multi::separated_list0;
-use nom::sequence::terminated;
-
 use super::ParseContext;
-use super::common::{PErr, ParseError, Res, ip};
+use super::common::{ParseError, ip};
 use super::syslog;
 use crate::{Category, Event};
 
@@ -35,22 +28,59 @@ enum Token<'a> {
     Quoted,
 }
 
-fn token(input: &str) -> Res<'_, Token<'_>> {
-    if input.starts_with('[') {
-        let (rest, _) = recognize((char('['), take_till(|c| c == ']'), opt(char(']')))).parse(input)?;
-        return Ok((rest, Token::Quoted));
+/// Calls `each` on the tokens of the packet description `body` in order: tokens separated by
+/// spaces or tabs, spaces allowed at the end. On the first byte where that shape breaks (a
+/// token that does not start with a key character or `[`, or a token not followed by a
+/// space), returns that byte's offset in `body`, after the tokens before it were handed out.
+///
+/// A hand-written scanner (no token vector, byte tests) for the grammar the tests hold it to:
+/// `all_consuming(terminated(separated_list0(space1, token), space0))` in nom, where `token`
+/// is `[…]` (the closing bracket optional), `KEY=value` (the value runs to the next space)
+/// or a bare `KEY`, a key being ASCII letters, digits, `_` and `:`.
+fn tokens<'a>(body: &'a str, mut each: impl FnMut(Token<'a>)) -> Result<(), usize> {
+    let bytes = body.as_bytes();
+    let blank = |b: u8| b == b' ' || b == b'\t';
+    let key_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+    let skip_blanks = |mut at: usize| {
+        while at < bytes.len() && blank(bytes[at]) {
+            at += 1;
+        }
+        at
+    };
+    let mut at = 0;
+    if bytes.first().copied().is_some_and(blank) {
+        // Leading blanks end the (empty) list at once; only blanks may follow.
+        let end = skip_blanks(0);
+        return if end == bytes.len() { Ok(()) } else { Err(end) };
     }
-    let (rest, key) = take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':')(input)
-        .map_err(|_: nom::Err<PErr<'_>>| nom::Err::Error(PErr::new(input, "KEY=value or a flag")))?;
-    if let Some(after) = rest.strip_prefix('=') {
-        let (rest, value) = take_till(|c| c == ' ')(after)?;
-        return Ok((rest, Token::Pair(key, value)));
+    while at < bytes.len() {
+        let start = at;
+        if bytes[at] == b'[' {
+            at = memchr::memchr(b']', &bytes[at..]).map_or(bytes.len(), |close| at + close + 1);
+            each(Token::Quoted);
+        } else {
+            while at < bytes.len() && key_byte(bytes[at]) {
+                at += 1;
+            }
+            if at == start {
+                return Err(start);
+            }
+            let key = &body[start..at];
+            if bytes.get(at) == Some(&b'=') {
+                let value_start = at + 1;
+                at = memchr::memchr(b' ', &bytes[value_start..]).map_or(bytes.len(), |space| value_start + space);
+                each(Token::Pair(key, &body[value_start..at]));
+            } else {
+                each(Token::Flag(key));
+            }
+        }
+        let next = skip_blanks(at);
+        if next == at && at < bytes.len() {
+            return Err(at);
+        }
+        at = next;
     }
-    Ok((rest, Token::Flag(key)))
-}
-
-fn packet(input: &str) -> Res<'_, Vec<Token<'_>>> {
-    terminated(separated_list0(space1, token), space0).parse(input)
+    Ok(())
 }
 
 /// Where the packet description starts: the first `IN=` that begins a word (the log prefix
@@ -129,27 +159,55 @@ pub(crate) fn parse(line: &str, ctx: &ParseContext) -> Result<Event, ParseError>
     }
 
     let body = &message[start..];
-    let (_, tokens) = all_consuming(packet).parse(body).map_err(|e| ParseError::from_nom(DATASET, text, e))?;
-    for tok in &tokens {
-        let Token::Pair(key, value) = tok else { continue };
+    // A description that is not all tokens is reported before a bad value in it: the first
+    // bad value is kept, and the remaining tokens only checked.
+    let mut bad_value = None;
+    let shape = tokens(body, |tok| {
+        let Token::Pair(key, value) = tok else { return };
+        if bad_value.is_some() {
+            return;
+        }
         let bad = |what: &'static str| {
             let at = value.as_ptr() as usize - text.as_ptr() as usize;
             ParseError::at(DATASET, text, at, what)
         };
-        match *key {
-            "IN" => ev.observer_ingress_interface = (!value.is_empty()).then(|| value.to_string()),
-            "SRC" => ev.source_ip = Some(ip(value).ok_or_else(|| bad("an IP address after SRC="))?),
-            "DST" => ev.destination_ip = Some(ip(value).ok_or_else(|| bad("an IP address after DST="))?),
-            "SPT" => ev.source_port = Some(value.parse().map_err(|_| bad("a port number after SPT="))?),
-            "DPT" => ev.destination_port = Some(value.parse().map_err(|_| bad("a port number after DPT="))?),
-            "PROTO" => {
-                ev.transport = Some(match value.to_ascii_lowercase().as_str() {
-                    "icmpv6" => "ipv6-icmp".to_owned(),
-                    other => other.to_owned(),
-                })
+        // Byte patterns: a few compares, where string patterns call `memcmp` per key.
+        let applied = match *key.as_bytes() {
+            [b'I', b'N'] => {
+                ev.observer_ingress_interface = (!value.is_empty()).then(|| value.to_owned());
+                Ok(())
             }
-            _ => {}
-        }
+            [b'S', b'R', b'C'] => {
+                ip(value).map(|a| ev.source_ip = Some(a)).ok_or_else(|| bad("an IP address after SRC="))
+            }
+            [b'D', b'S', b'T'] => {
+                ip(value).map(|a| ev.destination_ip = Some(a)).ok_or_else(|| bad("an IP address after DST="))
+            }
+            [b'S', b'P', b'T'] => {
+                value.parse().map(|p| ev.source_port = Some(p)).map_err(|_| bad("a port number after SPT="))
+            }
+            [b'D', b'P', b'T'] => {
+                value.parse().map(|p| ev.destination_port = Some(p)).map_err(|_| bad("a port number after DPT="))
+            }
+            [b'P', b'R', b'O', b'T', b'O'] => {
+                let mut transport = value.to_ascii_lowercase();
+                if transport == "icmpv6" {
+                    transport = "ipv6-icmp".to_owned();
+                }
+                ev.transport = Some(transport);
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        bad_value = applied.err();
+    });
+    if let Err(at) = shape {
+        let at = text.len() - body.len() + at;
+        // What nom's `all_consuming` said of input left over.
+        return Err(ParseError::at(DATASET, text, at, nom::error::ErrorKind::Eof.description()));
+    }
+    if let Some(err) = bad_value {
+        return Err(err);
     }
     if ev.source_ip.is_none() {
         return packet_without_source(text, body);
@@ -169,6 +227,102 @@ mod tests {
 
     fn ctx() -> ParseContext {
         crate::parse::test_context("UTC")
+    }
+
+    /// The nom grammar `tokens` was written from, as the reference it is tested against.
+    mod reference {
+        use nom::Parser as _;
+        use nom::bytes::complete::{take_till, take_while1};
+        use nom::character::complete::{char, space0, space1};
+        use nom::combinator::{all_consuming, opt, recognize};
+        use nom::multi::separated_list0;
+        use nom::sequence::terminated;
+
+        use super::super::Token;
+        use crate::parse::common::{PErr, Res};
+
+        fn token(input: &str) -> Res<'_, Token<'_>> {
+            if input.starts_with('[') {
+                let (rest, _) = recognize((char('['), take_till(|c| c == ']'), opt(char(']')))).parse(input)?;
+                return Ok((rest, Token::Quoted));
+            }
+            let (rest, key) = take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':')(input)
+                .map_err(|_: nom::Err<PErr<'_>>| nom::Err::Error(PErr::new(input, "KEY=value or a flag")))?;
+            if let Some(after) = rest.strip_prefix('=') {
+                let (rest, value) = take_till(|c| c == ' ')(after)?;
+                return Ok((rest, Token::Pair(key, value)));
+            }
+            Ok((rest, Token::Flag(key)))
+        }
+
+        /// The tokens, or the offset where nom stopped and what it said.
+        pub(super) fn tokens(body: &str) -> Result<Vec<Token<'_>>, (usize, String)> {
+            match all_consuming(terminated(separated_list0(space1, token), space0)).parse(body) {
+                Ok((_, tokens)) => Ok(tokens),
+                Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+                    Err((body.len() - e.input.len(), e.expected.into_owned()))
+                }
+                Err(nom::Err::Incomplete(_)) => unreachable!("complete parsers"),
+            }
+        }
+    }
+
+    fn scanned(body: &str) -> (Vec<Token<'_>>, Result<(), usize>) {
+        let mut seen = Vec::new();
+        let shape = tokens(body, |t| seen.push(t));
+        (seen, shape)
+    }
+
+    #[test]
+    fn tokens_agree_with_the_nom_grammar_on_edge_cases() {
+        for body in [
+            "",
+            " ",
+            "IN=eth0 OUT= SRC=1.2.3.4 ",
+            "IN=eth0  \t DF\tSYN",
+            " IN=eth0",
+            "IN=eth0 -x",
+            "IN=eth0 SYN-x",
+            "IN=a\tb c",
+            "IN=\t -",
+            "IN=eth0 [SRC=1 DST=2 ] URGP=0",
+            "IN=eth0 [SRC=1 DST=2",
+            "IN=eth0 [x]y",
+            "IN=eth0 =x",
+            "IN=é",
+            "IN=eth0 é",
+            "A:B=1 _=2",
+        ] {
+            let (seen, shape) = scanned(body);
+            match reference::tokens(body) {
+                Ok(expected) => assert_eq!((seen, shape), (expected, Ok(())), "{body:?}"),
+                Err((at, what)) => {
+                    assert_eq!(shape, Err(at), "{body:?}");
+                    assert_eq!(what, nom::error::ErrorKind::Eof.description(), "{body:?}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text made of the description's pieces: the tokens nom finds, or the place it
+        /// stops, with every token before that place handed out.
+        #[test]
+        fn tokens_agree_with_the_nom_grammar(body in r"((IN|SRC|A_1|x:y|DF|\[|\]|=|[ \t]|[a-z0-9.]|-|é)){0,40}") {
+            let (seen, shape) = scanned(&body);
+            match reference::tokens(&body) {
+                Ok(expected) => {
+                    proptest::prop_assert_eq!(shape, Ok(()));
+                    proptest::prop_assert_eq!(seen, expected);
+                }
+                Err((at, what)) => {
+                    proptest::prop_assert_eq!(shape, Err(at));
+                    proptest::prop_assert_eq!(what, nom::error::ErrorKind::Eof.description());
+                    let before = reference::tokens(&body[..at]);
+                    proptest::prop_assert_eq!(Ok(seen), before);
+                }
+            }
+        }
     }
 
     #[test]
