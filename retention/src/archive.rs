@@ -792,8 +792,17 @@ fn build_query(partition: &Partition, query: &ArchiveQuery) -> Box<dyn Query> {
 /// store them, and lack some of these columns).
 #[derive(Clone)]
 struct FastColumns {
-    source_ip: Option<tantivy::columnar::Column<Ipv6Addr>>,
+    source_ip: SourceIp,
     source_port: Option<tantivy::columnar::Column<u64>>,
+}
+
+/// Where the records of a search get their client address.
+#[derive(Clone)]
+enum SourceIp {
+    /// An exact-address query: every match has the query's address.
+    Known(Ipv6Addr),
+    /// The segment's column (`None` in a day that stores the address instead).
+    Column(Option<tantivy::columnar::Column<Ipv6Addr>>),
 }
 
 impl FastColumns {
@@ -806,17 +815,20 @@ impl FastColumns {
     ) -> Result<FastColumns, ArchiveError> {
         Ok(FastColumns {
             source_ip: match known_ip {
-                Some(_) => None,
-                None => partition.ip_column(segment)?,
+                Some(ip) => SourceIp::Known(ip),
+                None => SourceIp::Column(partition.ip_column(segment)?),
             },
             source_port: partition::fast_column(segment, schema::SOURCE_PORT, &partition.dir)?,
         })
     }
 
-    fn values(&self, doc: tantivy::DocId, timestamp_ns: Option<i64>, known_ip: Option<Ipv6Addr>) -> schema::FastValues {
+    fn values(&self, doc: tantivy::DocId, timestamp_ns: Option<i64>) -> schema::FastValues {
         schema::FastValues {
             timestamp_ns,
-            source_ip: known_ip.or_else(|| self.source_ip.as_ref().and_then(|c| c.first(doc))),
+            source_ip: match &self.source_ip {
+                SourceIp::Known(ip) => Some(*ip),
+                SourceIp::Column(column) => column.as_ref().and_then(|c| c.first(doc)),
+            },
             source_port: self.source_port.as_ref().and_then(|c| c.first(doc)),
         }
     }
@@ -1025,13 +1037,12 @@ struct SegmentEarliest {
     count: u64,
 }
 
-/// Keeps the `limit` earliest of `hits`, in order.
+/// Keeps the `limit` earliest of `hits`, in no particular order.
 fn keep_earliest(hits: &mut Vec<Hit>, limit: usize) {
     if hits.len() > limit {
         hits.select_nth_unstable(limit);
         hits.truncate(limit);
     }
-    hits.sort_unstable();
 }
 
 impl tantivy::collector::Collector for Earliest {
@@ -1055,6 +1066,7 @@ impl tantivy::collector::Collector for Earliest {
         let count = fruits.iter().map(|(_, count)| count).sum();
         let mut hits: Vec<Hit> = fruits.into_iter().flat_map(|(hits, _)| hits).collect();
         keep_earliest(&mut hits, self.limit);
+        hits.sort_unstable();
         Ok((hits, count))
     }
 }
@@ -1095,7 +1107,7 @@ fn read_records(
         if slot.is_none() {
             *slot = Some(FastColumns::open(partition, searcher.segment_reader(address.segment_ord), known_ip)?);
         }
-        let fast = slot.as_ref().expect("opened above").values(address.doc_id, timestamp_ns, known_ip);
+        let fast = slot.as_ref().expect("opened above").values(address.doc_id, timestamp_ns);
         out.push(fields.record_of(&doc, fast, &partition.dir)?);
     }
     Ok(out)
