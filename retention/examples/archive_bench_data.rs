@@ -2,7 +2,11 @@
 //! `vigie archive ingest` reads, what `rg` scans and `zstd` compresses) and NDJSON of the fields
 //! the archive keeps (what tantivy-cli indexes), plus a sample of client addresses to search.
 //!
-//! `cargo run --release -p retention --example archive_bench_data -- N LOG NDJSON IPS [DAYS]`
+//! `cargo run --release -p retention --example archive_bench_data -- [--only log|ndjson] N LOG NDJSON IPS [DAYS]`
+//!
+//! `--only` writes one of the two files (the other path still names the records, so the two
+//! halves of a split run are the same records as one run): at 100M records the raw log and the
+//! NDJSON take ~50 GB together, and the bench needs them one after the other.
 //!
 //! N records spread evenly over DAYS days (default 365) from 2024-04-08, from 20,000 client addresses in
 //! 10.0.0.0/12 and 50,000 accounts; a fifth of the requests delete a blog article (its id is in
@@ -43,12 +47,31 @@ const ROUTES: [(&str, &str, &str); 5] = [
 ];
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let only = match args.iter().position(|a| a == "--only") {
+        Some(at) if at + 1 < args.len() => {
+            let which = args.remove(at + 1);
+            args.remove(at);
+            match which.as_str() {
+                "log" => Only::Log,
+                "ndjson" => Only::Ndjson,
+                other => {
+                    eprintln!("--only takes log or ndjson, not {other:?}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        Some(_) => {
+            eprintln!("--only takes log or ndjson");
+            return ExitCode::FAILURE;
+        }
+        None => Only::Both,
+    };
     let (n, log_path, ndjson_path, ips_path, days) = match &args[..] {
         [n, log, nd, ips] => (n, log, nd, ips, "365"),
         [n, log, nd, ips, days] => (n, log, nd, ips, days.as_str()),
         _ => {
-            eprintln!("usage: archive_bench_data N LOG NDJSON IPS [DAYS]");
+            eprintln!("usage: archive_bench_data [--only log|ndjson] N LOG NDJSON IPS [DAYS]");
             return ExitCode::FAILURE;
         }
     };
@@ -60,7 +83,7 @@ fn main() -> ExitCode {
         eprintln!("DAYS must be a number of days, at least 1");
         return ExitCode::FAILURE;
     };
-    match write(n, days, log_path, ndjson_path, ips_path) {
+    match write(n, days, only, log_path, ndjson_path, ips_path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("archive_bench_data: {e}");
@@ -69,13 +92,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn write(n: u64, days: u64, log_path: &str, ndjson_path: &str, ips_path: &str) -> std::io::Result<()> {
+/// Which of the two record files to write.
+#[derive(Clone, Copy, PartialEq)]
+enum Only {
+    Both,
+    Log,
+    Ndjson,
+}
+
+/// A buffered file, or nothing when that half of the records is not wanted.
+fn output(path: &str, wanted: bool) -> std::io::Result<Box<dyn Write>> {
+    Ok(if wanted {
+        Box::new(BufWriter::with_capacity(1 << 20, File::create(path)?))
+    } else {
+        Box::new(std::io::sink())
+    })
+}
+
+fn write(n: u64, days: u64, only: Only, log_path: &str, ndjson_path: &str, ips_path: &str) -> std::io::Result<()> {
     let mut rng = Rng(7);
     let start: jiff::Timestamp = "2024-04-08T00:00:00Z".parse().expect("valid timestamp");
     let ips: Vec<String> =
         (0..20_000).map(|_| std::net::Ipv4Addr::from(0x0A00_0000 + rng.below(1 << 20) as u32).to_string()).collect();
-    let mut log = BufWriter::with_capacity(1 << 20, File::create(log_path)?);
-    let mut nd = BufWriter::with_capacity(1 << 20, File::create(ndjson_path)?);
+    let mut log = output(log_path, only != Only::Ndjson)?;
+    let mut nd = output(ndjson_path, only != Only::Log)?;
     let span = days * 86_400;
     let (mut second, mut stamp) = (u64::MAX, String::new());
     for i in 0..n {
