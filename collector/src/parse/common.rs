@@ -213,9 +213,15 @@ pub(crate) fn in_zone<'a>(
     dt: DateTime,
     tz: &jiff::tz::TimeZone,
 ) -> Result<(Timestamp, i32), nom::Err<PErr<'a>>> {
-    let zoned = dt
-        .to_zoned_datetime(tz.clone())
-        .map_err(|_| nom::Err::Error(PErr::new(at, "a time within the supported range")))?;
+    let out_of_range = |_| nom::Err::Error(PErr::new(at, "a time within the supported range"));
+    // Nearly every civil time has one offset in the zone: then the instant is that offset
+    // applied, what `to_zoned_datetime` computes too, without cloning the zone (a reference
+    // count every worker thread touches, per line) or building a zoned value.
+    if let jiff::tz::AmbiguousOffset::Unambiguous { offset } = tz.to_ambiguous_timestamp(dt).offset() {
+        return Ok((offset.to_timestamp(dt).map_err(out_of_range)?, offset.seconds()));
+    }
+    // In a gap or a fold: jiff's "compatible" choice.
+    let zoned = dt.to_zoned_datetime(tz.clone()).map_err(out_of_range)?;
     Ok((zoned.timestamp(), zoned.offset().seconds()))
 }
 
@@ -295,7 +301,8 @@ pub(crate) fn yearless<'a>(
     now: Timestamp,
     tz: &TimeZone,
 ) -> Result<(Timestamp, i32), nom::Err<PErr<'a>>> {
-    let this_year = now.to_zoned_datetime(tz.clone()).year();
+    // `now` in the zone, without cloning the zone per line (see `in_zone`).
+    let this_year = tz.to_offset(now).to_datetime(now).year();
     let limit = now + jiff::SignedDuration::from_hours(24);
     let mut last_err = None;
     for year in [this_year, this_year - 1] {
@@ -495,6 +502,50 @@ mod tests {
         assert_eq!(off, 3600);
         let (ts, _) = yearless("", (1, 1), (1, 0, 0), now, &tz).unwrap();
         assert_eq!(ts.to_string(), "2025-01-01T00:00:00Z");
+    }
+
+    /// What `in_zone` computed before its unambiguous fast path: the zoned value's instant
+    /// and offset.
+    fn in_zone_zoned(dt: DateTime, tz: &TimeZone) -> Option<(Timestamp, i32)> {
+        let zoned = dt.to_zoned_datetime(tz.clone()).ok()?;
+        Some((zoned.timestamp(), zoned.offset().seconds()))
+    }
+
+    #[test]
+    fn in_zone_resolves_gaps_and_folds_like_a_zoned_value() {
+        let paris = TimeZone::get("Europe/Paris").unwrap();
+        for (text, want) in [
+            // Summer time starts: 02:30 does not exist, jiff's compatible choice moves it on.
+            ("2025-03-30T02:30:00", "2025-03-30T01:30:00Z"),
+            // Summer time ends: 02:30 happens twice, the earlier is chosen.
+            ("2025-10-26T02:30:00", "2025-10-26T00:30:00Z"),
+            ("2025-07-14T12:00:00", "2025-07-14T10:00:00Z"),
+        ] {
+            let dt: DateTime = text.parse().unwrap();
+            let (ts, off) = in_zone("", dt, &paris).unwrap();
+            assert_eq!(ts.to_string(), want, "{text}");
+            assert_eq!(Some((ts, off)), in_zone_zoned(dt, &paris), "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any civil time in zones with and without transitions: the zoned value's instant and
+        /// offset, or an error where it has none.
+        #[test]
+        fn in_zone_agrees_with_a_zoned_value(
+            seconds in -2_000_000_000i64..5_000_000_000,
+            zone in proptest::sample::select(vec!["UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]),
+        ) {
+            let tz = TimeZone::get(zone).unwrap();
+            let dt = Timestamp::from_second(seconds).unwrap().to_zoned_datetime(TimeZone::UTC).datetime();
+            proptest::prop_assert_eq!(in_zone("", dt, &tz).ok(), in_zone_zoned(dt, &tz));
+            // And the year `yearless` takes for now.
+            let now = Timestamp::from_second(seconds).unwrap();
+            proptest::prop_assert_eq!(
+                tz.to_offset(now).to_datetime(now).year(),
+                now.to_zoned_datetime(tz.clone()).year()
+            );
+        }
     }
 
     #[test]

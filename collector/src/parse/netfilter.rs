@@ -94,18 +94,21 @@ fn packet_start(message: &str) -> Option<usize> {
 /// `-D` / `-R` / `-A` suffix (`[WAN_IN-default-D]`). Normalised to `block` / `pass`, the
 /// vocabulary every firewall parser uses, so rules need not know the vendor.
 fn action_of(prefix: &str) -> Option<&'static str> {
-    let upper = prefix.to_ascii_uppercase();
-    const BLOCK: [&str; 5] = ["DROP", "DENY", "REJECT", "BLOCK", "DENIED"];
-    const PASS: [&str; 4] = ["ACCEPT", "ALLOW", "PASS", "PERMIT"];
-    if BLOCK.iter().any(|w| upper.contains(w)) {
+    const BLOCK: [&[u8]; 5] = [b"DROP", b"DENY", b"REJECT", b"BLOCK", b"DENIED"];
+    const PASS: [&[u8]; 4] = [b"ACCEPT", b"ALLOW", b"PASS", b"PERMIT"];
+    // Case-insensitive, in place: an upper-cased copy of the prefix per line cost an
+    // allocation and a substring searcher per word.
+    let bytes = prefix.as_bytes();
+    let contains = |word: &[u8]| bytes.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
+    if BLOCK.iter().any(|w| contains(w)) {
         return Some("block");
     }
-    if PASS.iter().any(|w| upper.contains(w)) {
+    if PASS.iter().any(|w| contains(w)) {
         return Some("pass");
     }
-    match upper.rsplit_once('-').map(|(_, s)| s) {
-        Some("D" | "R") => Some("block"),
-        Some("A") => Some("pass"),
+    match prefix.rsplit_once('-').map(|(_, s)| s.as_bytes()) {
+        Some([b'D' | b'd' | b'R' | b'r']) => Some("block"),
+        Some([b'A' | b'a']) => Some("pass"),
         _ => None,
     }
 }
@@ -375,6 +378,52 @@ mod tests {
         assert_eq!(action_of("LAN_LOCAL-default-A"), Some("pass"));
         assert_eq!(action_of("WAN_IN-20-R"), Some("block"));
         assert_eq!(action_of("audit"), None);
+    }
+
+    /// `action_of` as first written, on an upper-cased copy: the oracle of the in-place one.
+    fn action_of_upper_cased(prefix: &str) -> Option<&'static str> {
+        let upper = prefix.to_ascii_uppercase();
+        const BLOCK: [&str; 5] = ["DROP", "DENY", "REJECT", "BLOCK", "DENIED"];
+        const PASS: [&str; 4] = ["ACCEPT", "ALLOW", "PASS", "PERMIT"];
+        if BLOCK.iter().any(|w| upper.contains(w)) {
+            return Some("block");
+        }
+        if PASS.iter().any(|w| upper.contains(w)) {
+            return Some("pass");
+        }
+        match upper.rsplit_once('-').map(|(_, s)| s) {
+            Some("D" | "R") => Some("block"),
+            Some("A") => Some("pass"),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn action_words_are_found_in_any_case() {
+        for (prefix, want) in [
+            ("iptables drop_input", Some("block")),
+            ("Denied-A", Some("block")),
+            ("nft Accept", Some("pass")),
+            ("lan-local-a", Some("pass")),
+            ("wan_in-20-r", Some("block")),
+            ("wan_in-20-x", None),
+            ("D", None),
+            ("-", None),
+            ("", None),
+            ("pérmit", None),
+        ] {
+            assert_eq!(action_of(prefix), want, "{prefix:?}");
+            assert_eq!(action_of(prefix), action_of_upper_cased(prefix), "{prefix:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn action_of_agrees_with_the_upper_cased_search(
+            prefix in r"([a-zA-Z_ -]|drop|DrOp|deny|reject|block|denied|accept|allow|pass|permit|-[dDrRaA]|é){0,8}",
+        ) {
+            proptest::prop_assert_eq!(action_of(&prefix), action_of_upper_cased(&prefix));
+        }
     }
 
     #[test]

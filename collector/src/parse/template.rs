@@ -221,7 +221,13 @@ impl Template {
             diagnose: false,
             furthest: (0, String::new()),
         };
-        if !self.matches(0, 0, &mut search) {
+        let matched = self.first_path(&mut search) || {
+            // A field needs a longer candidate than its first plausible one: the full search,
+            // from the start and with the whole budget.
+            search.budget = STEP_BUDGET;
+            self.matches(0, 0, &mut search)
+        };
+        if !matched {
             // Match again, noting where and why it failed this time.
             search.budget = STEP_BUDGET;
             search.diagnose = true;
@@ -256,6 +262,76 @@ impl Template {
         Ok(ev)
     }
 
+    /// The first path [`Template::matches`] explores, walked in a loop: each field takes its
+    /// first plausible candidate and the walk never goes back. Nearly every real line matches
+    /// on that path; the depth-first search then finds the very same spans (it tries the
+    /// same candidates in the same order and returns on the first full match), only through
+    /// one recursive call per item. False when the path fails anywhere (the line may still
+    /// match further on: the caller runs the full search), or when the steps run out.
+    fn first_path(&self, search: &mut Search<'_>) -> bool {
+        let line = search.line;
+        let mut pos = 0;
+        for (idx, item) in self.items.iter().enumerate() {
+            let rest = &line[pos..];
+            match item {
+                Item::Literal(lit) => {
+                    if has_prefix(rest.as_bytes(), lit.as_bytes()) {
+                        pos += lit.len();
+                    } else {
+                        // The truncated last quoted field `matches` accepts.
+                        return rest.is_empty() && idx + 1 == self.items.len() && idx > 0 && lit == "\"";
+                    }
+                }
+                Item::Field(field, _) => {
+                    let mut found = None;
+                    for end in self.ends(idx, field, rest) {
+                        if search.budget == 0 {
+                            return false;
+                        }
+                        search.budget -= 1;
+                        match field.plausible(&rest[..end]) {
+                            Plausible::No => continue,
+                            Plausible::Yes => found = Some((end, None)),
+                            Plausible::Time(at) => found = Some((end, Some(at))),
+                        }
+                        break;
+                    }
+                    let Some((end, time)) = found else { return false };
+                    search.spans[idx] = Span { text: &rest[..end], time };
+                    pos += end;
+                }
+            }
+        }
+        pos == line.len()
+    }
+
+    /// Where field `idx` may end in `rest` (the line from the field's start): the
+    /// candidates, shortest first.
+    #[inline(always)]
+    fn ends<'r>(&'r self, idx: usize, field: &Field, rest: &'r str) -> Ends<'r, impl Iterator<Item = usize> + 'r> {
+        let quoted = idx > 0 && matches!(&self.items[idx - 1], Item::Literal(l) if l.ends_with('"'));
+        match self.items.get(idx + 1) {
+            None => Ends::One(Some(rest.len())),
+            // Inside quotes Apache and Nginx escape `"`, so the field ends at the
+            // first unescaped quote: no need (and no right) to look further.
+            Some(Item::Literal(next)) if quoted && next.starts_with('"') => {
+                let first = Occurrences::new(rest, "\"").next();
+                let last_item = idx + 2 == self.items.len();
+                Ends::One(match first {
+                    Some(at) if has_prefix(&rest.as_bytes()[at..], next.as_bytes()) => Some(at),
+                    None if last_item && next == "\"" => Some(rest.len()),
+                    _ => None,
+                })
+            }
+            Some(Item::Literal(next)) => Ends::Literal(Occurrences::new(rest, next)),
+            Some(Item::Field(..)) if field.is_token() => {
+                Ends::One(Some(memchr::memchr2(b' ', b'\t', rest.as_bytes()).unwrap_or(rest.len())))
+            }
+            // Two free-text fields side by side: try every split, shortest first.
+            Some(Item::Field(..)) => Ends::Every(rest.char_indices().map(|(i, _)| i).chain(Some(rest.len()))),
+        }
+    }
+
     /// Tries to match items `idx..` at byte `pos`; on success `search.spans` holds each
     /// field's text.
     fn matches(&self, idx: usize, pos: usize, search: &mut Search<'_>) -> bool {
@@ -282,28 +358,7 @@ impl Template {
                 }
             }
             Item::Field(field, directive) => {
-                let quoted = idx > 0 && matches!(&self.items[idx - 1], Item::Literal(l) if l.ends_with('"'));
-                let ends = match self.items.get(idx + 1) {
-                    None => Ends::One(Some(rest.len())),
-                    // Inside quotes Apache and Nginx escape `"`, so the field ends at the
-                    // first unescaped quote: no need (and no right) to look further.
-                    Some(Item::Literal(next)) if quoted && next.starts_with('"') => {
-                        let first = Occurrences::new(rest, "\"").next();
-                        let last_item = idx + 2 == self.items.len();
-                        Ends::One(match first {
-                            Some(at) if has_prefix(&rest.as_bytes()[at..], next.as_bytes()) => Some(at),
-                            None if last_item && next == "\"" => Some(rest.len()),
-                            _ => None,
-                        })
-                    }
-                    Some(Item::Literal(next)) => Ends::Literal(Occurrences::new(rest, next)),
-                    Some(Item::Field(..)) if field.is_token() => {
-                        Ends::One(Some(memchr::memchr2(b' ', b'\t', rest.as_bytes()).unwrap_or(rest.len())))
-                    }
-                    // Two free-text fields side by side: try every split, shortest first.
-                    Some(Item::Field(..)) => Ends::Every(rest.char_indices().map(|(i, _)| i).chain(Some(rest.len()))),
-                };
-                for end in ends {
+                for end in self.ends(idx, field, rest) {
                     if search.budget == 0 {
                         search.note(pos, || "a line this template can match without excessive backtracking".to_owned());
                         return false;
@@ -638,6 +693,83 @@ mod tests {
         let line = "a ".repeat(40) + "x";
         let err = t.parse(&line, &ctx()).unwrap_err();
         assert!(!err.expected().is_empty());
+    }
+
+    /// Whether the first path and the full search match `line`; when both do, the fields'
+    /// spans (offset, text, time) must be the same.
+    fn both_walks(t: &Template, line: &str) -> (bool, bool) {
+        let new_search = || Search {
+            line,
+            spans: smallvec::smallvec![Span::default(); t.items.len()],
+            budget: STEP_BUDGET,
+            diagnose: false,
+            furthest: (0, String::new()),
+        };
+        let field_spans = |search: &Search<'_>| {
+            search
+                .spans
+                .iter()
+                .zip(&t.items)
+                .filter(|(_, item)| matches!(item, Item::Field(..)))
+                .map(|(s, _)| (s.text.as_ptr() as usize - line.as_ptr() as usize, s.text.to_owned(), s.time))
+                .collect::<Vec<_>>()
+        };
+        let mut first = new_search();
+        let first_matched = t.first_path(&mut first);
+        let mut full = new_search();
+        let full_matched = t.matches(0, 0, &mut full);
+        if first_matched && full_matched {
+            assert_eq!(field_spans(&first), field_spans(&full), "{line:?}");
+        }
+        (first_matched, full_matched)
+    }
+
+    #[test]
+    fn the_first_path_gives_up_where_the_search_backtracks() {
+        let forwarded = Template::new(
+            vec![f(Field::Ignore), l(" "), f(Field::ClientHost), l(" "), f(Field::Status)],
+            "nginx.access",
+        );
+        assert_eq!(both_walks(&forwarded, "10.0.0.2, 10.0.0.1 192.0.2.7 200"), (false, true));
+        assert_eq!(both_walks(&forwarded, "10.0.0.1 192.0.2.7 200"), (true, true));
+        let combined = crate::parse::apache::compile(crate::parse::apache::COMBINED).unwrap();
+        let line =
+            r#"83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /a\"b HTTP/1.1" 200 203023 "-" "Mozilla/5.0 (X11)""#;
+        assert_eq!(both_walks(&combined, line), (true, true));
+        // A truncated user agent: accepted on the first path as by the search.
+        assert_eq!(both_walks(&combined, &line[..line.len() - 3]), (true, true));
+        assert_eq!(both_walks(&combined, "not a log line"), (false, false));
+    }
+
+    proptest::proptest! {
+        /// Access lines whose fields hold spaces, quotes and backslashes: the first path
+        /// matches only lines the full search matches, with the same spans (`both_walks`).
+        #[test]
+        fn the_first_path_is_the_searchs_first_match(
+            host in r"(1\.2\.3\.4|::1|-|a b|1\.2\.3\.4:80)",
+            user in r"(-|frank|a b|\\)",
+            time in r"(\[10/Oct/2000:13:55:36 -0700\]|\[10/Oct/2000:13:55:36\]|\[x y\]|-)",
+            request in r#"([A-Z /?=.]|HTTP/1\.[01]|\\"|\\\\|"|" ){0,8}"#,
+            status in r"(200|-|2 0|x)",
+            bytes in r"(2326|-| )",
+            referrer in r#"([a-z :/]|\\"|"|" "|-){0,6}"#,
+            agent in r#"([a-zA-Z (;)]|\\"|"|" ){0,8}"#,
+            cut in 0usize..4,
+            forwarded_list in r"(10\.0\.0\.[0-9](, | )){0,3}",
+        ) {
+            let line = format!(r#"{host} - {user} {time} "{request}" {status} {bytes} "{referrer}" "{agent}""#);
+            let line = &line[..line.len() - cut.min(line.len())];
+            let combined = crate::parse::apache::compile(crate::parse::apache::COMBINED).unwrap();
+            let (first, full) = both_walks(&combined, line);
+            proptest::prop_assert!(!first || full, "{:?}", line);
+            let forwarded = Template::new(
+                vec![f(Field::Ignore), l(" "), f(Field::ClientHost), l(" "), f(Field::Status), l(" \""), f(Field::UserAgent), l("\"")],
+                "nginx.access",
+            );
+            let line = format!(r#"{forwarded_list}{host} {status} "{agent}""#);
+            let (first, full) = both_walks(&forwarded, &line);
+            proptest::prop_assert!(!first || full, "{:?}", line);
+        }
     }
 
     #[test]
