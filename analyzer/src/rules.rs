@@ -865,20 +865,11 @@ fn compile_condition(raw: RawCondition, ctx: &mut Ctx<'_>) -> Option<Condition> 
     Some(Condition { fields, matcher, negate: raw.not, on_category, scans: Vec::new() })
 }
 
-/// Parses `30s`, `5m`, `1h`, `1d` (one number, one unit; `0s` is allowed and means "none").
+/// Parses `30s`, `5m`, `1h`, `1d` as every configuration file of Vigie does
+/// ([`collector::parse_duration`]; `0s` is allowed and means "none").
 pub(crate) fn parse_duration(text: &str) -> Result<SignedDuration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: i64 = number.parse().map_err(|_| format!("`{text}` is not a duration"))?;
-    let secs = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("`{text}` has no unit s, m, h or d")),
-    };
-    n.checked_mul(secs).map(SignedDuration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
+    let d = collector::parse_duration(text)?;
+    SignedDuration::try_from(d).map_err(|_| format!("`{}` is too long", text.trim()))
 }
 
 /// `5 min`, `1 h 30 min`, `30 s`, `1 j`: how a duration reads in a French evidence sentence.
