@@ -411,6 +411,8 @@ async fn fan_out<const N: usize>(
 }
 
 /// Counts every event into the statistics; a batch is acknowledged once its counts are written.
+/// Events a source reads again after a restart are recognised by their position and not counted
+/// twice (see [`dashboards::Statistics`]).
 async fn count_statistics(
     stats: dashboards::Statistics,
     mut input: mpsc::Receiver<Batch<Event>>,
@@ -421,20 +423,26 @@ async fn count_statistics(
         metrics.stage_in("statistics", batch.items.len());
         let stats = stats.clone();
         let Batch { items, ack } = batch;
-        let written = tokio::task::spawn_blocking(move || {
+        let (written, replayed) = tokio::task::spawn_blocking(move || {
             let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+            let before = s.replayed();
             for e in &items {
                 s.observe(e);
             }
-            s.flush()
+            (s.flush(), s.replayed() - before)
         })
         .await?;
+        if replayed > 0 {
+            tracing::info!(events = replayed, "statistics: events read again after a restart, already counted");
+        }
         match written {
             Ok(()) => ack.ack(),
             Err(e) => {
-                // The batch fails at its source, which reads it again: nothing is lost.
-                tracing::error!(error = %e, "cannot write the statistics");
+                // The batch fails at its source, which stops and reads it again on restart:
+                // nothing is lost. This stage stops too: counting the next batches would write
+                // positions past the failed one, which would then look counted.
                 ack.fail();
+                return Err(anyhow::Error::new(e).context("cannot write the statistics"));
             }
         }
     }

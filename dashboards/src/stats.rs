@@ -10,6 +10,12 @@
 //! Unique users are counted from salted hashes of the account names (never the names); from
 //! firewalls, denied packets per destination port and the denied addresses with their
 //! country and ASN. Only counts are kept: never a URL, never the content consulted.
+//!
+//! Counting is idempotent across a crash: a source re-reads from its last checkpoint, so
+//! events counted after it come again. Event ids end with their position in their stream
+//! (`source:file:offset`, `source:sequence`; positions only grow within a stream), and the
+//! highest position counted per stream is written in the same transaction as the counts: an
+//! event at or below it was counted already and is skipped.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -20,7 +26,12 @@ use jiff::tz::TimeZone;
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 
-const STATS_FORMAT: i64 = 1;
+/// Version 2 added the `seen` table (highest position counted per stream).
+const STATS_FORMAT: i64 = 2;
+
+/// A stream's position is forgotten after this long without a new event in it (a rotated
+/// file, a removed source): no checkpoint is ever that old, so none of its events can come again.
+const SEEN_KEPT_DAYS: i64 = 35;
 
 /// A counted kind of activity.
 pub(crate) const KIND_LOGIN: &str = "connexion";
@@ -115,6 +126,19 @@ pub struct Statistics {
     users: BTreeSet<(Date, String, String, String)>,
     denies_by_port: HashMap<(Date, u16), u64>,
     offenders: HashMap<(Date, String, String, u32), u64>,
+    /// The highest position counted per stream, as committed.
+    seen: HashMap<String, u64>,
+    /// The highest position observed per stream since the last flush.
+    seen_pending: HashMap<String, u64>,
+    /// Events skipped because they were counted before (replayed after a restart).
+    replayed: u64,
+}
+
+/// The stream and the position of an event id (`source:file:offset` → `source:file`, offset);
+/// `None` for an id without a numeric position, which is then always counted.
+fn stream_position(id: &str) -> Option<(&str, u64)> {
+    let (stream, position) = id.rsplit_once(':')?;
+    Some((stream, position.parse().ok()?))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -149,6 +173,14 @@ impl Statistics {
                  COMMIT;",
             )?;
         }
+        if version < 2 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS seen (stream TEXT PRIMARY KEY, position INTEGER NOT NULL, updated INTEGER NOT NULL);
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )?;
+        }
         let salt: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'salt'", [], |r| r.get(0)).ok();
         let salt = match salt {
             Some(s) => s,
@@ -158,6 +190,11 @@ impl Statistics {
                 s
             }
         };
+        let seen = conn
+            .prepare("SELECT stream, position FROM seen")?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .map(|row| row.map(|(stream, position)| (stream, u64::try_from(position).unwrap_or(0))))
+            .collect::<Result<HashMap<_, _>, _>>()?;
         Ok(Statistics {
             conn,
             tz,
@@ -167,11 +204,32 @@ impl Statistics {
             users: BTreeSet::new(),
             denies_by_port: HashMap::new(),
             offenders: HashMap::new(),
+            seen,
+            seen_pending: HashMap::new(),
+            replayed: 0,
         })
     }
 
-    /// Counts one event (in memory until [`Statistics::flush`]).
+    /// Events skipped so far because they had been counted before (a source re-reading from
+    /// its checkpoint after a crash).
+    pub fn replayed(&self) -> u64 {
+        self.replayed
+    }
+
+    /// Counts one event (in memory until [`Statistics::flush`]), unless it was counted before.
     pub fn observe(&mut self, event: &Event) {
+        if let Some((stream, position)) = stream_position(event.id.as_str()) {
+            if self.seen.get(stream).is_some_and(|&done| position <= done) {
+                self.replayed += 1;
+                return;
+            }
+            match self.seen_pending.get_mut(stream) {
+                Some(highest) => *highest = (*highest).max(position),
+                None => {
+                    self.seen_pending.insert(stream.to_owned(), position);
+                }
+            }
+        }
         let day = event.timestamp.to_zoned_datetime(self.tz.clone()).date();
         match event.category {
             Category::Web => {
@@ -225,12 +283,29 @@ impl Statistics {
     }
 
     /// Writes what was observed since the last flush, and recomputes the week, month and
-    /// school-year figures of the days it touched, in one transaction.
+    /// school-year figures of the days it touched, in one transaction. On an error nothing of
+    /// it is written and it is all forgotten: the events must come again (their batch fails,
+    /// and the source re-reads it), and the caller must not count later events before they do,
+    /// or the positions written with those would make the re-read ones look counted.
     pub fn flush(&mut self) -> Result<(), StatsError> {
+        let written = self.write();
+        if written.is_err() {
+            self.counts.clear();
+            self.names.clear();
+            self.users.clear();
+            self.denies_by_port.clear();
+            self.offenders.clear();
+            self.seen_pending.clear();
+        }
+        written
+    }
+
+    fn write(&mut self) -> Result<(), StatsError> {
         if self.counts.is_empty()
             && self.users.is_empty()
             && self.denies_by_port.is_empty()
             && self.offenders.is_empty()
+            && self.seen_pending.is_empty()
         {
             return Ok(());
         }
@@ -289,8 +364,29 @@ impl Statistics {
                 params![period, s, e, KIND_UNIQUE_USERS],
             )?;
         }
+        let now = jiff::Timestamp::now().as_second();
+        for (stream, &position) in &self.seen_pending {
+            tx.execute(
+                "INSERT INTO seen (stream, position, updated) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO UPDATE SET position = max(position, excluded.position), updated = excluded.updated",
+                params![stream, i64::try_from(position).unwrap_or(i64::MAX), now],
+            )?;
+        }
+        let stale = now - SEEN_KEPT_DAYS * 86_400;
+        let forgotten = {
+            let mut select = tx.prepare("SELECT stream FROM seen WHERE updated < ?1")?;
+            select.query_map([stale], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.execute("DELETE FROM seen WHERE updated < ?1", [stale])?;
         tx.commit()?;
         self.names.clear();
+        for (stream, position) in self.seen_pending.drain() {
+            let done = self.seen.entry(stream).or_default();
+            *done = (*done).max(position);
+        }
+        for stream in forgotten {
+            self.seen.remove(&stream);
+        }
         Ok(())
     }
 }
@@ -384,9 +480,12 @@ impl StatsReader {
 mod tests {
     use super::*;
 
+    /// A request of the stream `web`, at the next position (each event its own id, as a source
+    /// numbers them).
     fn web(ts: &str, path: &str, method: &str, status: u16, school: &str, role: &str, user: &str) -> Event {
+        static POSITION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut e = Event {
-            id: collector::EventId::at("web", 1),
+            id: collector::EventId::in_file("web", "f1", POSITION.fetch_add(100, std::sync::atomic::Ordering::Relaxed)),
             timestamp: ts.parse().unwrap(),
             dataset: "apache.access".into(),
             category: Category::Web,
@@ -472,13 +571,95 @@ mod tests {
     }
 
     #[test]
+    fn events_read_again_after_a_restart_are_not_counted_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.sqlite");
+        let login = |id: collector::EventId| {
+            let mut e = web("2025-09-01T06:00:00Z", "/ent/login_check", "GET", 302, "0750001A", "eleve", "lea");
+            e.id = id;
+            e
+        };
+        let first: Vec<Event> =
+            [0, 120, 250].into_iter().map(|at| login(collector::EventId::in_file("web", "a1", at))).collect();
+        let mut stats = Statistics::open(&path, TimeZone::UTC).unwrap();
+        for e in &first {
+            stats.observe(e);
+        }
+        stats.flush().unwrap();
+        drop(stats);
+        // After a crash the source re-reads from its checkpoint (offset 120): two events come
+        // again, then a new one; another stream (a rotated file, another source) counts apart,
+        // and an id without a position is always counted.
+        let mut stats = Statistics::open(&path, TimeZone::UTC).unwrap();
+        let mut again = vec![first[1].clone(), first[2].clone(), login(collector::EventId::in_file("web", "a1", 380))];
+        again.push(login(collector::EventId::in_file("web", "a2", 0)));
+        again.push(login(collector::EventId::at("fw", 250)));
+        again.push(login(collector::EventId("sans-position".into())));
+        for e in &again {
+            stats.observe(e);
+        }
+        stats.flush().unwrap();
+        assert_eq!(stats.replayed(), 2);
+        let reader = StatsReader::open(&path).unwrap();
+        let rows = reader.rows(Period::Day, "2025-09-01".parse().unwrap()).unwrap();
+        assert_eq!(count(&rows, "0750001A", "eleve", KIND_LOGIN), 3 + 4);
+        // The same batch twice in one process (a failed batch sent again) is counted once.
+        for e in &again {
+            stats.observe(e);
+        }
+        stats.flush().unwrap();
+        let rows = reader.rows(Period::Day, "2025-09-01".parse().unwrap()).unwrap();
+        assert_eq!(count(&rows, "0750001A", "eleve", KIND_LOGIN), 3 + 4 + 1, "only the id without a position");
+        assert_eq!(stats.replayed(), 2 + 5);
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded_and_keeps_its_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.sqlite");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE schools (uai TEXT PRIMARY KEY, name TEXT NOT NULL);
+             CREATE TABLE raw (day TEXT, school TEXT, category TEXT, kind TEXT, count INTEGER NOT NULL,
+                PRIMARY KEY (day, school, category, kind));
+             CREATE TABLE raw_users (day TEXT, school TEXT, category TEXT, user_hash TEXT,
+                PRIMARY KEY (day, school, category, user_hash));
+             CREATE TABLE rollup (period TEXT, start TEXT, school TEXT, category TEXT, kind TEXT,
+                count INTEGER NOT NULL, PRIMARY KEY (period, start, school, category, kind));
+             CREATE TABLE fw_denies (day TEXT, port INTEGER, count INTEGER NOT NULL, PRIMARY KEY (day, port));
+             CREATE TABLE fw_offenders (day TEXT, ip TEXT, country TEXT, asn INTEGER, count INTEGER NOT NULL,
+                PRIMARY KEY (day, ip));
+             INSERT INTO meta VALUES ('salt', '00');
+             INSERT INTO raw VALUES ('2025-09-01', '0750001A', 'eleve', 'connexion', 5);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(conn);
+        let mut stats = Statistics::open(&path, TimeZone::UTC).unwrap();
+        stats.observe(&web("2025-09-01T06:00:00Z", "/ent/login_check", "GET", 302, "0750001A", "eleve", "lea"));
+        stats.flush().unwrap();
+        let reader = StatsReader::open(&path).unwrap();
+        let rows = reader.rows(Period::Day, "2025-09-01".parse().unwrap()).unwrap();
+        assert_eq!(count(&rows, "0750001A", "eleve", KIND_LOGIN), 6);
+        let version: i64 = reader_version(&path);
+        assert_eq!(version, STATS_FORMAT);
+    }
+
+    fn reader_version(path: &Path) -> i64 {
+        Connection::open(path).unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap()
+    }
+
+    #[test]
     fn firewall_denies_by_port_and_offenders() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stats.sqlite");
         let mut stats = Statistics::open(&path, TimeZone::UTC).unwrap();
-        for (port, ip) in [(22, "203.0.113.5"), (22, "203.0.113.5"), (3389, "198.51.100.7")] {
+        for (n, (port, ip)) in
+            [(22, "203.0.113.5"), (22, "203.0.113.5"), (3389, "198.51.100.7")].into_iter().enumerate()
+        {
             let mut e = Event {
-                id: collector::EventId::at("fw", 1),
+                id: collector::EventId::at("fw", n as u64),
                 timestamp: "2025-09-01T06:00:00Z".parse().unwrap(),
                 dataset: "iptables.log".into(),
                 category: Category::Network,
