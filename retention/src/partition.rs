@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use tantivy::columnar::{Column, HasAssociatedColumnType};
+use tantivy::directory::{Advice, MmapDirectory};
 use tantivy::index::SegmentId;
 use tantivy::indexer::IndexWriterOptions;
 use tantivy::schema::IndexRecordOption;
@@ -118,7 +119,12 @@ impl Partition {
     /// Opens an existing day directory, refusing a format newer than this code's.
     pub(crate) fn open(dir: &Path, day: Date) -> Result<Partition, ArchiveError> {
         let meta = check_meta(dir, day)?;
-        let index = Index::open_in_dir(dir.join(INDEX_DIR)).map_err(ArchiveError::tantivy(dir))?;
+        // A search reads a few blocks here and there in a day (one address's postings, a dozen
+        // document-store blocks): without this hint the kernel's read-around on every page fault
+        // pulled nearly the whole day from disk on a cold search.
+        let directory = MmapDirectory::open_with_madvice(dir.join(INDEX_DIR), Advice::Random)
+            .map_err(|e| ArchiveError::tantivy(dir)(e.into()))?;
+        let index = Index::open(directory).map_err(ArchiveError::tantivy(dir))?;
         let fields = Fields::resolve(&index.schema(), dir)?;
         let reader = index
             .reader_builder()
