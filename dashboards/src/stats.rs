@@ -374,10 +374,9 @@ impl Statistics {
         }
         let stale = now - SEEN_KEPT_DAYS * 86_400;
         let forgotten = {
-            let mut select = tx.prepare("SELECT stream FROM seen WHERE updated < ?1")?;
-            select.query_map([stale], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?
+            let mut delete = tx.prepare("DELETE FROM seen WHERE updated < ?1 RETURNING stream")?;
+            delete.query_map([stale], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?
         };
-        tx.execute("DELETE FROM seen WHERE updated < ?1", [stale])?;
         tx.commit()?;
         self.names.clear();
         for (stream, position) in self.seen_pending.drain() {
@@ -611,6 +610,38 @@ mod tests {
         let rows = reader.rows(Period::Day, "2025-09-01".parse().unwrap()).unwrap();
         assert_eq!(count(&rows, "0750001A", "eleve", KIND_LOGIN), 3 + 4 + 1, "only the id without a position");
         assert_eq!(stats.replayed(), 2 + 5);
+    }
+
+    #[test]
+    fn the_mark_of_a_stream_idle_past_its_keeping_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.sqlite");
+        let login = |id: collector::EventId| {
+            let mut e = web("2025-09-01T06:00:00Z", "/ent/login_check", "GET", 302, "0750001A", "eleve", "lea");
+            e.id = id;
+            e
+        };
+        let old = login(collector::EventId::in_file("web", "a1", 10));
+        let mut stats = Statistics::open(&path, TimeZone::UTC).unwrap();
+        stats.observe(&old);
+        stats.flush().unwrap();
+        // The stream `web:a1` saw nothing for longer than the marks are kept.
+        let idle = jiff::Timestamp::now().as_second() - (SEEN_KEPT_DAYS + 1) * 86_400;
+        Connection::open(&path).unwrap().execute("UPDATE seen SET updated = ?1", [idle]).unwrap();
+        stats.observe(&login(collector::EventId::in_file("web", "b1", 0)));
+        stats.flush().unwrap();
+        let streams: Vec<String> = Connection::open(&path)
+            .unwrap()
+            .prepare("SELECT stream FROM seen")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(streams, ["web:b1"]);
+        // Forgotten in memory too: the same position counts again.
+        stats.observe(&old);
+        assert_eq!(stats.replayed(), 0);
     }
 
     #[test]
