@@ -114,7 +114,8 @@ vigie_s=$(seconds "$VIGIE" archive ingest --format apache_combined --data "$tmp/
 # Dropping the cache needs root (/proc/sys/vm/drop_caches); without it, only warm is measured.
 can_drop=""
 [ -w /proc/sys/vm/drop_caches ] && can_drop=1
-drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+# drop: empties the page cache, when it can be (else does nothing).
+drop() { if [ -n "$can_drop" ]; then sync; echo 3 > /proc/sys/vm/drop_caches; fi; }
 search() {
     "$VIGIE" archive search --data "$tmp/data" --key "$key" --ip "$1" --from 2024-04-01 --to 2025-05-01 \
         --requisition 'Banc d essai;BENCH-1;art. 60-1 CPP;2025-04-10' --operator bench --page-size 10000
@@ -123,12 +124,12 @@ log_fits=""
 [ "$(stat -c %s "$tmp/access.log")" -lt "$(awk '/MemTotal/ { print $2 * 1024 }' /proc/meminfo)" ] && log_fits=1
 for f in vigie_cold rg_cold vigie_warm rg_warm; do : > "$tmp/$f"; done
 head -n "$QUERIES" "$tmp/ips" | while read -r ip; do
-    if [ -n "$can_drop" ]; then drop; fi
+    drop
     cold=$(seconds search "$ip")
     warm=$(seconds search "$ip")
     if [ -n "$can_drop" ]; then echo "$cold" >> "$tmp/vigie_cold"; fi
     echo "$warm" >> "$tmp/vigie_warm"
-    if [ -n "$can_drop" ]; then drop; fi
+    drop
     cold=$(seconds rg -F "$ip" "$tmp/access.log")
     if [ -n "$log_fits" ]; then warm=$(seconds rg -F "$ip" "$tmp/access.log"); else warm=$cold; fi
     if [ -n "$can_drop" ]; then echo "$cold" >> "$tmp/rg_cold"; fi
@@ -139,7 +140,7 @@ for f in vigie_cold rg_cold vigie_warm rg_warm; do
 done
 # The same searches from one long-lived process; the first one opens the days (cold when the
 # cache can be dropped), the others find them open.
-if [ -n "$can_drop" ]; then drop; fi
+drop
 "$KEPT" "$tmp/data/archive" "$tmp/data/audit/requisitions.jsonl" "$key" "$tmp/ips" "$QUERIES" > "$tmp/kept_times"
 kept_first=$(head -n 1 "$tmp/kept_times")
 kept_p95=$(tail -n +2 "$tmp/kept_times" | p95)

@@ -524,8 +524,9 @@ async function onCall(page, args) {
   current = "on-call /incidents (prise en compte)";
   await goto(page, args.base, "/incidents");
   // The first row whose alert offers it (several alerts may fire at once).
-  const row = page.locator("tr", { has: page.locator("form[action$='/prise-en-compte']") }).first();
-  const ack = row.locator("form[action$='/prise-en-compte']");
+  const offer = "form[action$='/prise-en-compte']";
+  const row = page.locator("tr", { has: page.locator(offer) }).first();
+  const ack = row.locator(offer);
   if (check((await ack.count()) === 1, "no firing alert offers « Je m’en occupe »")) {
     const id = await row.getAttribute("id");
     await Promise.all([page.waitForNavigation(), ack.locator("button").click()]);
