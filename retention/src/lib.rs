@@ -7,10 +7,10 @@
 //! `manifest.json` and `manifest.sig` (see `integrity`); at the root, `chain.json` (the
 //! signed head of the manifest chain), `certificates/` (one signed deletion certificate per
 //! purged day), `holds.json` (legal holds) and `late/` (records that arrived after their day
-//! was sealed). A search opens
-//! only the days its time range covers and whose summary may hold what it looks for, several days
-//! at a time (one thread a core), and a long-lived requisition desk keeps the sealed days it
-//! opened for its next searches; retention removes whole day directories. The records
+//! was sealed). A search opens only the days its time range covers and whose summary may hold
+//! what it looks for, several days at a time (at least eight threads, to keep disk reads in
+//! flight), and a long-lived requisition desk keeps the sealed days it opened for its next
+//! searches; retention removes whole day directories. The records
 //! hold what décret 2021-1362 asks for (client IP and port, protocol, operation type, time,
 //! duration, account, terminal) and never the content consulted (no URL path, query string,
 //! referrer or body). Nothing outside this crate writes the archive.
