@@ -90,6 +90,14 @@ pub(crate) fn utc_day(t: Timestamp) -> Date {
     jiff::tz::Offset::UTC.to_datetime(t).date()
 }
 
+/// How many decompressed document-store blocks (64 KiB each) a day keeps in memory. A search
+/// reads a day's matches in time order, which is mostly the documents' order: matches that
+/// share a block come one after the other, and one block kept decompresses it once. Tantivy's
+/// default (100 blocks a segment) kept every block a year-long search decompressed (a dozen a
+/// day over 365 days; in the requisition desk, which keeps the days open, more with every
+/// search): hundreds of MB of fresh memory to fault in and zero.
+const DOCSTORE_CACHE_BLOCKS: usize = 1;
+
 impl Partition {
     /// Creates the directory of `day` under `root` (atomically, through a temporary name).
     pub(crate) fn create(root: &Path, day: Date) -> Result<Partition, ArchiveError> {
@@ -129,6 +137,7 @@ impl Partition {
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
+            .doc_store_cache_num_blocks(DOCSTORE_CACHE_BLOCKS)
             .try_into()
             .map_err(ArchiveError::tantivy(dir))?;
         Ok(Partition {
