@@ -92,6 +92,8 @@ fn progress_bar(size: u64, path: &Path) -> indicatif::ProgressBar {
 struct Rendered {
     json: Vec<u8>,
     summary: Summary,
+    /// The current line's event id, in a buffer reused from line to line.
+    id: collector::EventId,
 }
 
 /// JSON buffers of chunks already written, emptied, for the next chunks: a fresh buffer per
@@ -106,7 +108,11 @@ impl Default for Rendered {
     /// so the buffer is not copied over and over as it grows.
     fn default() -> Self {
         let spare = SPARE_JSON.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
-        Rendered { json: spare.unwrap_or_else(|| Vec::with_capacity(4 << 20)), summary: Summary::default() }
+        Rendered {
+            json: spare.unwrap_or_else(|| Vec::with_capacity(4 << 20)),
+            summary: Summary::default(),
+            id: collector::EventId::default(),
+        }
     }
 }
 
@@ -121,8 +127,10 @@ impl Rendered {
     }
 }
 
-/// Parses `reader` on every core (see [`collector::parse::parse_in_order`]) and writes the
-/// JSON lines in input order: the output is what a single thread would write.
+/// Parses `reader` on every core (see [`collector::parse::lines_in_order`]) and writes the
+/// JSON lines in input order: the output is what a single thread would write. Each event is
+/// written by [`Parser::parse_to_ecs_json`], as [`collector::Event::write_ecs_json`] would
+/// write it with the id `<name>:<line>`, without building it.
 fn parse_stream(
     reader: impl BufRead + Send,
     name: &str,
@@ -132,17 +140,14 @@ fn parse_stream(
 ) -> std::io::Result<Summary> {
     let mut total = Summary::default();
     let mut write_error = None;
-    collector::parse::parse_in_order(
-        name,
+    collector::parse::lines_in_order(
         reader,
-        parser,
-        ctx,
-        |acc: &mut Rendered, n, _line, parsed| {
+        |acc: &mut Rendered, n, line| {
             acc.summary.lines += 1;
-            match parsed {
-                Ok(event) => {
+            acc.id.set_at(name, n);
+            match parser.parse_to_ecs_json(line, ctx, acc.id.as_str(), &mut acc.json) {
+                Ok(()) => {
                     acc.summary.parsed += 1;
-                    event.write_ecs_json(&mut acc.json);
                 }
                 Err(e) => {
                     acc.summary.errors += 1;

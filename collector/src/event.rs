@@ -20,14 +20,23 @@ pub struct EventId(pub String);
 impl EventId {
     /// The id of the record at `position` (byte offset or sequence number) of `source`.
     pub fn at(source: &str, position: u64) -> Self {
+        let mut id = EventId(String::new());
+        id.set_at(source, position);
+        id
+    }
+
+    /// Makes this id [`EventId::at`]`(source, position)`, in the room it already has (for a
+    /// caller that writes one id per line and keeps none).
+    pub fn set_at(&mut self, source: &str, position: u64) {
         // Built by hand: `format!` costs more than the rest of an id (one per parsed line).
         let mut digits = itoa::Buffer::new();
         let position = digits.format(position);
-        let mut id = String::with_capacity(source.len() + 1 + position.len());
+        let id = &mut self.0;
+        id.clear();
+        id.reserve(source.len() + 1 + position.len());
         for part in [source, ":", position] {
             id.push_str(part);
         }
-        EventId(id)
     }
 
     /// The id of the line at byte `offset` of the file tagged `file` (see
@@ -187,11 +196,15 @@ impl Event {
     /// writes of it, without building it in memory first (the hot path of `vigie parse`; see
     /// the `json` module).
     pub fn write_ecs_json(&self, out: &mut Vec<u8>) {
-        json::write(self, out);
+        json::write(&LineEvent::borrowing(self), out);
     }
 }
 
 mod json;
+mod line;
+
+pub(crate) use json::write as write_ecs_json;
+pub(crate) use line::LineEvent;
 
 /// The nested ECS shape of an [`Event`], borrowed from it field by field.
 mod ecs {
@@ -476,6 +489,9 @@ mod tests {
     fn ids_join_source_file_and_position() {
         assert_eq!(EventId::at("web", 4096).as_str(), "web:4096");
         assert_eq!(EventId::at("", 0).as_str(), ":0");
+        let mut id = EventId::at("a-much-longer-source-name", 123_456);
+        id.set_at("web", 7);
+        assert_eq!(id, EventId::at("web", 7));
         assert_eq!(
             EventId::in_file("apache-main", "3fa2c1d09b7e", u64::MAX).as_str(),
             "apache-main:3fa2c1d09b7e:18446744073709551615"

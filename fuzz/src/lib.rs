@@ -1,5 +1,6 @@
 //! What every fuzz target checks: a parser never panics on any input, a line it accepts
-//! turns into ECS JSON, and a parse error points inside the line.
+//! turns into ECS JSON (the same bytes with or without an owned event), and a parse error
+//! points inside the line.
 
 use collector::parse::{Format, ParseContext, Parser};
 
@@ -25,11 +26,24 @@ pub fn check_logformat(data: &[u8]) {
 
 fn check_with(parser: &Parser, data: &[u8]) {
     let line = String::from_utf8_lossy(data);
-    match parser.parse(&line, &context()) {
-        Ok(event) => {
+    let ctx = context();
+    // What `vigie parse` writes, without an owned event: the owned event's JSON, or its error.
+    let mut fast = Vec::new();
+    let written = parser.parse_to_ecs_json(&line, &ctx, "fuzz:1", &mut fast);
+    match parser.parse(&line, &ctx) {
+        Ok(mut event) => {
             let json = event.to_ecs_json();
             assert!(json.is_object());
+            event.id = collector::EventId::at("fuzz", 1);
+            let mut owned = Vec::new();
+            event.write_ecs_json(&mut owned);
+            assert_eq!(written, Ok(()));
+            assert_eq!(fast, owned);
         }
-        Err(e) => assert!(e.column() <= line.len() + 1, "error column {} outside a {}-byte line", e.column(), line.len()),
+        Err(e) => {
+            assert!(e.column() <= line.len() + 1, "error column {} outside a {}-byte line", e.column(), line.len());
+            assert!(fast.is_empty());
+            assert_eq!(written, Err(e));
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The hot path of `vigie parse`: an [`Event`] written as nested ECS JSON straight into a
+//! The hot path of `vigie parse`: an event written as nested ECS JSON straight into a
 //! byte buffer.
 //!
 //! The document is the one `serde_json` writes from [`super::ecs::Doc`], byte for byte (a
@@ -15,10 +15,11 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use super::{Category, Event};
+use super::{Category, LineEvent};
 
-/// Appends `event`'s nested ECS document (no trailing newline) to `out`.
-pub(super) fn write(event: &Event, out: &mut Vec<u8>) {
+/// Appends `event`'s nested ECS document (no trailing newline) to `out`: what
+/// [`super::Event::write_ecs_json`] writes of the event [`LineEvent::into_event`] makes.
+pub(crate) fn write(event: &LineEvent<'_>, out: &mut Vec<u8>) {
     let e = event;
     let mut w = Writer { out, first: true };
     w.out.push(b'{');
@@ -28,7 +29,7 @@ pub(super) fn write(event: &Event, out: &mut Vec<u8>) {
     w.out.push(b'"');
 
     let event = w.open(b"\"event\":{");
-    w.string(b"\"id\":", Some(e.id.as_str()));
+    w.string(b"\"id\":", Some(&e.id));
     w.string(b"\"dataset\":", Some(&e.dataset));
     w.string(
         b"\"category\":",

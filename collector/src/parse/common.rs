@@ -427,6 +427,24 @@ fn hex_pair(a: u8, b: u8) -> Option<u8> {
     Some((h(a)? * 16 + h(b)?) as u8)
 }
 
+/// A protocol name as `network.transport` has it: lower case, `ipv6-icmp` for ICMPv6
+/// (`TCP` → `tcp`, `ICMPv6` → `ipv6-icmp`). The usual names come back without an allocation.
+pub(crate) fn transport_name(name: &str) -> Cow<'_, str> {
+    for known in ["tcp", "udp", "icmp"] {
+        if name.eq_ignore_ascii_case(known) {
+            return Cow::Borrowed(known);
+        }
+    }
+    if name.eq_ignore_ascii_case("icmpv6") || name.eq_ignore_ascii_case("ipv6-icmp") {
+        return Cow::Borrowed("ipv6-icmp");
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
 /// `-` is how Apache, Nginx and most firewalls write "no value".
 pub(crate) fn dash_none(text: &str) -> Option<&str> {
     if text == "-" || text.is_empty() { None } else { Some(text) }
@@ -555,6 +573,22 @@ mod tests {
         assert_eq!(unescape(r"\x16\x03\x01"), "\u{16}\u{3}\u{1}");
         assert_eq!(unescape(r"trailing\"), r"trailing\");
         assert_eq!(unescape(r"\xZZ"), r"\xZZ");
+    }
+
+    #[test]
+    fn transport_names_are_lower_case() {
+        for (name, want) in [
+            ("TCP", "tcp"),
+            ("udp", "udp"),
+            ("Icmp", "icmp"),
+            ("ICMPv6", "ipv6-icmp"),
+            ("IPV6-ICMP", "ipv6-icmp"),
+            ("GRE", "gre"),
+            ("sctp", "sctp"),
+            ("É2", "É2"),
+        ] {
+            assert_eq!(transport_name(name), want, "{name}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use super::common::ParseError;
 use super::template::Template;
 use super::{FormatError, ParseContext, apache, filterlog, netfilter, nginx, stormshield, syslog};
-use crate::Event;
+use crate::event::LineEvent;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Auto {
@@ -30,9 +30,9 @@ impl Auto {
         })
     }
 
-    pub(crate) fn parse(&self, line: &str, ctx: &ParseContext) -> Result<Event, ParseError> {
+    pub(crate) fn parse<'a>(&self, line: &'a str, ctx: &ParseContext) -> Result<LineEvent<'a>, ParseError> {
         if line.contains("id=firewall ") {
-            return stormshield::parse(line, ctx);
+            return stormshield::parse(line, ctx).map(LineEvent::from);
         }
         if line.contains("filterlog") && line.contains(',') {
             return filterlog::parse(line, ctx);
@@ -45,19 +45,19 @@ impl Auto {
             && b.get(4) == Some(&b' ')
             && b.get(1..4).is_some_and(|w| w.iter().all(u8::is_ascii_alphabetic))
         {
-            return apache::parse_error_log(line, ctx);
+            return apache::parse_error_log(line, ctx).map(LineEvent::from);
         }
         if nginx::starts_with_error_date(line) {
-            return nginx::parse_error_log(line, ctx);
+            return nginx::parse_error_log(line, ctx).map(LineEvent::from);
         }
         // Server error lines in a syslog or journal envelope. Access lines fail this within
         // their first two words (no `tag:`), so it stays cheap for them.
         if let Some((body, _)) = syslog::program_envelope(line, ctx) {
             if body.starts_with('[') && body.as_bytes().get(1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b':') {
-                return apache::parse_error_log(line, ctx);
+                return apache::parse_error_log(line, ctx).map(LineEvent::from);
             }
             if nginx::starts_with_error_date(body) {
-                return nginx::parse_error_log(line, ctx);
+                return nginx::parse_error_log(line, ctx).map(LineEvent::from);
             }
         }
         let mut first_err = None;

@@ -14,9 +14,12 @@
 use smallvec::SmallVec;
 
 use super::ParseContext;
-use super::common::{ParseError, ip};
+use std::borrow::Cow;
+
+use super::common::{ParseError, ip, transport_name};
 use super::syslog;
-use crate::{Category, Event};
+use crate::Category;
+use crate::event::LineEvent;
 
 pub(crate) const DATASET: &str = "pfsense.log";
 
@@ -36,7 +39,7 @@ fn csv(record: &str) -> SmallVec<[&str; 32]> {
     fields
 }
 
-pub(crate) fn parse(line: &str, ctx: &ParseContext) -> Result<Event, ParseError> {
+pub(crate) fn parse<'a>(line: &'a str, ctx: &ParseContext) -> Result<LineEvent<'a>, ParseError> {
     let text = line.trim_end_matches(['\r', '\n']);
     let (message, env) = syslog::optional_envelope(text, ctx);
     // Without an envelope the program tag may still lead the line (`filterlog[123]: …`).
@@ -60,29 +63,29 @@ pub(crate) fn parse(line: &str, ctx: &ParseContext) -> Result<Event, ParseError>
         fields.get(i).copied().ok_or_else(|| ParseError::at(DATASET, text, text.len(), what))
     };
 
-    let mut ev = Event {
-        dataset: DATASET.to_owned(),
+    let mut ev = LineEvent {
+        dataset: Cow::Borrowed(DATASET),
         category: Category::Network,
-        original: line.to_owned(),
+        original: Cow::Borrowed(line),
         timestamp: ctx.now,
-        ..Event::default()
+        ..LineEvent::default()
     };
     if let Some(env) = &env {
         if let Some((ts, off)) = env.time {
             ev.timestamp = ts;
             ev.utc_offset_seconds = Some(off);
         }
-        ev.observer_hostname = env.hostname.map(str::to_owned);
+        ev.observer_hostname = env.hostname.map(Cow::Borrowed);
     }
 
     let rule = get(0, "a rule number")?;
     let tracker = get(3, "a tracker id")?;
     // The tracker identifies the rule across reloads; the number changes when rules move.
-    ev.rule_name = Some(if tracker.is_empty() { rule } else { tracker }.to_owned());
-    ev.observer_ingress_interface = Some(get(4, "an interface")?.to_owned()).filter(|s| !s.is_empty());
+    ev.rule_name = Some(Cow::Borrowed(if tracker.is_empty() { rule } else { tracker }));
+    ev.observer_ingress_interface = Some(Cow::Borrowed(get(4, "an interface")?)).filter(|s| !s.is_empty());
     ev.action = match get(6, "an action (pass, block, reject)")? {
-        "pass" => Some("pass".to_owned()),
-        "block" | "reject" => Some("block".to_owned()),
+        "pass" => Some(Cow::Borrowed("pass")),
+        "block" | "reject" => Some(Cow::Borrowed("block")),
         other => {
             return Err(ParseError::at(
                 DATASET,
@@ -97,7 +100,7 @@ pub(crate) fn parse(line: &str, ctx: &ParseContext) -> Result<Event, ParseError>
         "6" => (12, 15),
         _ => return Err(ParseError::at(DATASET, text, column_of(8), "an IP version (4 or 6)")),
     };
-    let proto = get(proto_at, "a protocol name")?.to_ascii_lowercase();
+    let proto = transport_name(get(proto_at, "a protocol name")?);
     let addr = |i: usize| -> Result<std::net::IpAddr, ParseError> {
         let f = get(i, "an IP address")?;
         ip(f).ok_or_else(|| ParseError::at(DATASET, text, column_of(i), "an IP address"))
@@ -111,7 +114,7 @@ pub(crate) fn parse(line: &str, ctx: &ParseContext) -> Result<Event, ParseError>
         ev.source_port = Some(port(src_at + 2)?);
         ev.destination_port = Some(port(src_at + 3)?);
     }
-    ev.transport = Some(if proto == "ipv6-icmp" || proto == "icmpv6" { "ipv6-icmp".to_owned() } else { proto });
+    ev.transport = Some(proto);
     Ok(ev)
 }
 

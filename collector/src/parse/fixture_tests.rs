@@ -365,7 +365,7 @@ mod never_panics {
 
     use super::super::{Format, ParseContext, Parser};
 
-    fn parsers() -> Vec<Parser> {
+    pub(super) fn parsers() -> Vec<Parser> {
         let mut formats = vec![
             Format::Auto,
             Format::ApacheCommon,
@@ -385,7 +385,7 @@ mod never_panics {
     }
 
     /// Mutations of real lines reach deeper than random text.
-    const SEEDS: &[&str] = &[
+    pub(super) const SEEDS: &[&str] = &[
         r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a?b HTTP/1.0" 200 2326 "-" "Mozilla/5.0""#,
         "[Fri Sep 09 10:42:29.902022 2011] [core:error] [pid 35708:tid 4328636416] [client 72.15.99.187:8080] AH00128: x",
         "Jan  8 03:37:09 h kernel: DROP: IN=eth0 OUT= SRC=192.0.2.1 DST=192.0.2.2 PROTO=TCP SPT=1 DPT=2 [SRC=1",
@@ -421,6 +421,87 @@ mod never_panics {
                     // Errors always point inside the line (or just past its end).
                     prop_assert!(e.column() >= 1 && e.column() <= line.len() + 1, "{e}");
                 }
+            }
+        }
+    }
+}
+
+mod json_without_an_owned_event {
+    //! `Parser::parse_to_ecs_json`, the path of `vigie parse`, writes what the owned event
+    //! writes: the same bytes for every line, the same error for every bad one.
+
+    use proptest::prelude::*;
+
+    use super::never_panics::{SEEDS, parsers};
+    use super::{ParseContext, Parser, read_lines, shared_data};
+    use crate::EventId;
+
+    fn check(parser: &Parser, line: &str, ctx: &ParseContext) {
+        let mut fast = b"kept".to_vec();
+        let written = parser.parse_to_ecs_json(line, ctx, "web:7", &mut fast);
+        match parser.parse(line, ctx) {
+            Ok(mut event) => {
+                event.id = EventId::at("web", 7);
+                let mut owned = b"kept".to_vec();
+                event.write_ecs_json(&mut owned);
+                assert_eq!(written, Ok(()), "{line:?}");
+                assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(owned).unwrap(), "{line:?}");
+            }
+            Err(e) => {
+                assert_eq!(written, Err(e), "{line:?}");
+                assert_eq!(fast, b"kept", "nothing written for a bad line: {line:?}");
+            }
+        }
+    }
+
+    /// Every line of the shared data (real Apache lines, every Elastic fixture), with every parser.
+    #[test]
+    fn every_shared_line_with_every_parser() {
+        let mut files = vec!["real/apache_combined_semicomplete_2015.log".to_owned()];
+        let peer = shared_data().join("peer/elastic-integrations");
+        for integration in ["apache", "nginx", "iptables", "pfsense"] {
+            let mut dirs = vec![peer.join(integration)];
+            while let Some(dir) = dirs.pop() {
+                for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+                    let path = entry.unwrap().path();
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else if path.extension().is_some_and(|x| x == "log") {
+                        files.push(path.strip_prefix(shared_data()).unwrap().display().to_string());
+                    }
+                }
+            }
+        }
+        assert!(files.len() > 10, "{files:?}");
+        let ctx = ParseContext {
+            now: "2025-04-07T12:30:00Z".parse().unwrap(),
+            time_zone: jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
+        };
+        let parsers = parsers();
+        let mut lines = 0;
+        for file in &files {
+            for line in read_lines(file) {
+                for parser in &parsers {
+                    check(parser, &line, &ctx);
+                }
+                lines += 1;
+            }
+        }
+        assert!(lines > 10_000, "{lines} lines");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn mutated_real_lines(seed in 0..SEEDS.len(), cut in 0usize..200, insert in "[ \"\\[\\]:=,\\\\x0-9a-zA-Z-]{0,8}") {
+            let base = SEEDS[seed];
+            let mut at = cut.min(base.len());
+            while !base.is_char_boundary(at) { at -= 1; }
+            let line = format!("{}{}{}", &base[..at], insert, &base[at..]);
+            let ctx = ParseContext { now: "2025-04-07T12:30:00Z".parse().unwrap(), time_zone: jiff::tz::TimeZone::UTC };
+            for p in parsers() {
+                check(&p, &line, &ctx);
             }
         }
     }

@@ -25,9 +25,12 @@ mod syslog;
 mod template;
 
 pub use common::ParseError;
-pub use parallel::parse_in_order;
+pub use parallel::{lines_in_order, parse_in_order};
+
+use std::borrow::Cow;
 
 use crate::Event;
+use crate::event::LineEvent;
 use template::Template;
 
 /// What a parser needs to know besides the line: the time to assume for lines that carry
@@ -171,13 +174,35 @@ impl Parser {
     /// Parses one line (a trailing `\r\n` is ignored). The event's `id` is left empty for
     /// the source to assign; `original` is the line as given.
     pub fn parse(&self, line: &str, ctx: &ParseContext) -> Result<Event, ParseError> {
+        self.parse_line(line, ctx).map(LineEvent::into_event)
+    }
+
+    /// Parses `line` and appends its event as ECS JSON to `out`, with `id` as its
+    /// `event.id`: the very bytes [`Event::write_ecs_json`] writes of [`Parser::parse`]'s
+    /// event given that id, without building the owned event (the hot path of `vigie
+    /// parse`). On an error nothing is written.
+    pub fn parse_to_ecs_json(
+        &self,
+        line: &str,
+        ctx: &ParseContext,
+        id: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ParseError> {
+        let mut event = self.parse_line(line, ctx)?;
+        event.id = Cow::Borrowed(id);
+        crate::event::write_ecs_json(&event, out);
+        Ok(())
+    }
+
+    /// The event of `line`, its text borrowed from the line where it can be.
+    fn parse_line<'a>(&self, line: &'a str, ctx: &ParseContext) -> Result<LineEvent<'a>, ParseError> {
         match &self.kind {
             Kind::Template(t) => t.parse(line, ctx),
-            Kind::ApacheError => apache::parse_error_log(line, ctx),
-            Kind::NginxError => nginx::parse_error_log(line, ctx),
+            Kind::ApacheError => apache::parse_error_log(line, ctx).map(LineEvent::from),
+            Kind::NginxError => nginx::parse_error_log(line, ctx).map(LineEvent::from),
             Kind::Netfilter => netfilter::parse(line, ctx),
             Kind::Filterlog => filterlog::parse(line, ctx),
-            Kind::Stormshield => stormshield::parse(line, ctx),
+            Kind::Stormshield => stormshield::parse(line, ctx).map(LineEvent::from),
             Kind::Auto(auto) => auto.parse(line, ctx),
         }
     }

@@ -13,9 +13,12 @@
 //! packet is skipped so it cannot overwrite the outer addresses.
 
 use super::ParseContext;
-use super::common::{ParseError, ip};
+use std::borrow::Cow;
+
+use super::common::{ParseError, ip, transport_name};
 use super::syslog;
-use crate::{Category, Event};
+use crate::Category;
+use crate::event::LineEvent;
 
 pub(crate) const DATASET: &str = "iptables.log";
 
@@ -126,7 +129,7 @@ fn strip_uptime(text: &str) -> &str {
     t
 }
 
-pub(crate) fn parse(line: &str, ctx: &ParseContext) -> Result<Event, ParseError> {
+pub(crate) fn parse<'a>(line: &'a str, ctx: &ParseContext) -> Result<LineEvent<'a>, ParseError> {
     let text = line.trim_end_matches(['\r', '\n']);
     let (message, env) = syslog::optional_envelope(text, ctx);
     let Some(start) = packet_start(message) else {
@@ -144,21 +147,21 @@ pub(crate) fn parse(line: &str, ctx: &ParseContext) -> Result<Event, ParseError>
         prefix = env.as_ref().and_then(|e| e.app).filter(|a| *a != "kernel");
     }
 
-    let mut ev = Event {
-        dataset: DATASET.to_owned(),
+    let mut ev = LineEvent {
+        dataset: Cow::Borrowed(DATASET),
         category: Category::Network,
-        original: line.to_owned(),
+        original: Cow::Borrowed(line),
         timestamp: ctx.now,
-        rule_name: prefix.map(str::to_owned),
-        action: prefix.and_then(action_of).map(str::to_owned),
-        ..Event::default()
+        rule_name: prefix.map(Cow::Borrowed),
+        action: prefix.and_then(action_of).map(Cow::Borrowed),
+        ..LineEvent::default()
     };
     if let Some(env) = &env {
         if let Some((ts, off)) = env.time {
             ev.timestamp = ts;
             ev.utc_offset_seconds = Some(off);
         }
-        ev.observer_hostname = env.hostname.map(str::to_owned);
+        ev.observer_hostname = env.hostname.map(Cow::Borrowed);
     }
 
     let body = &message[start..];
@@ -177,7 +180,7 @@ pub(crate) fn parse(line: &str, ctx: &ParseContext) -> Result<Event, ParseError>
         // Byte patterns: a few compares, where string patterns call `memcmp` per key.
         let applied = match *key.as_bytes() {
             [b'I', b'N'] => {
-                ev.observer_ingress_interface = (!value.is_empty()).then(|| value.to_owned());
+                ev.observer_ingress_interface = (!value.is_empty()).then_some(Cow::Borrowed(value));
                 Ok(())
             }
             [b'S', b'R', b'C'] => {
@@ -193,11 +196,7 @@ pub(crate) fn parse(line: &str, ctx: &ParseContext) -> Result<Event, ParseError>
                 value.parse().map(|p| ev.destination_port = Some(p)).map_err(|_| bad("a port number after DPT="))
             }
             [b'P', b'R', b'O', b'T', b'O'] => {
-                let mut transport = value.to_ascii_lowercase();
-                if transport == "icmpv6" {
-                    transport = "ipv6-icmp".to_owned();
-                }
-                ev.transport = Some(transport);
+                ev.transport = Some(transport_name(value));
                 Ok(())
             }
             _ => Ok(()),
@@ -220,7 +219,7 @@ pub(crate) fn parse(line: &str, ctx: &ParseContext) -> Result<Event, ParseError>
 
 /// A description without `SRC=` is truncated (syslog relays cut long lines): better a
 /// dead letter than an event that cannot be attributed.
-fn packet_without_source(text: &str, body: &str) -> Result<Event, ParseError> {
+fn packet_without_source(text: &str, body: &str) -> Result<LineEvent<'static>, ParseError> {
     Err(ParseError::at(DATASET, text, text.len() - body.len(), "a SRC= address in the packet description"))
 }
 

@@ -36,10 +36,32 @@ struct Chunk {
 /// `"<source>:<line>"`. Only an I/O error of `reader` stops the run.
 pub fn parse_in_order<A: Default + Send>(
     source: &str,
-    mut reader: impl BufRead + Send,
+    reader: impl BufRead + Send,
     parser: &Parser,
     ctx: &ParseContext,
     fold: impl Fn(&mut A, u64, &str, Result<Event, ParseError>) + Sync,
+    consume: impl FnMut(A) -> ControlFlow<()>,
+) -> std::io::Result<u64> {
+    lines_in_order(
+        reader,
+        |acc, n, line| {
+            let parsed = parser.parse(line, ctx).map(|mut event| {
+                event.id = EventId::at(source, n);
+                event
+            });
+            fold(acc, n, line, parsed);
+        },
+        consume,
+    )
+}
+
+/// [`parse_in_order`] without the parsing: calls `fold(acc, line_number, line)` on a worker
+/// thread for each line of `reader` (read, numbered and cut as there), then `consume(acc)`
+/// on the calling thread for each chunk, in input order. For callers that do not need an
+/// owned [`Event`] per line (`vigie parse` writes [`Parser::parse_to_ecs_json`]'s JSON).
+pub fn lines_in_order<A: Default + Send>(
+    mut reader: impl BufRead + Send,
+    fold: impl Fn(&mut A, u64, &str) + Sync,
     mut consume: impl FnMut(A) -> ControlFlow<()>,
 ) -> std::io::Result<u64> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
@@ -122,11 +144,7 @@ pub fn parse_in_order<A: Default + Send>(
                         let line = &text[start..newline];
                         start = newline + 1;
                         let line = line.strip_suffix('\r').unwrap_or(line);
-                        let parsed = parser.parse(line, ctx).map(|mut event| {
-                            event.id = EventId::at(source, n);
-                            event
-                        });
-                        fold(&mut acc, n, line, parsed);
+                        fold(&mut acc, n, line);
                     }
                     drop(text);
                     // Full (the reader is behind) or closed (it is done): the buffer is dropped.

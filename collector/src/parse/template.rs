@@ -9,14 +9,17 @@
 //! next occurrence of the literal when the field's text is not plausible. A step budget
 //! bounds the work on hostile input.
 
+use std::borrow::Cow;
+
 use jiff::Timestamp;
 use smallvec::SmallVec;
 
 use super::ParseContext;
 use super::common::{self, ParseError, dash_none, ip, split_host_port, unescape};
-use crate::{Category, Event};
+use crate::Category;
+use crate::event::LineEvent;
 
-/// What a template field means, and therefore where its value goes in the [`Event`].
+/// What a template field means, and therefore where its value goes in the [`crate::Event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Field {
     /// Client address (`%h`, `%a`, `$remote_addr`): an IP, or a name when the server resolves
@@ -212,7 +215,7 @@ impl Template {
     }
 
     /// Matches `line` (without its line terminator) against the template and builds the event.
-    pub(crate) fn parse(&self, line: &str, ctx: &ParseContext) -> Result<Event, ParseError> {
+    pub(crate) fn parse<'a>(&self, line: &'a str, ctx: &ParseContext) -> Result<LineEvent<'a>, ParseError> {
         let text = line.trim_end_matches(['\r', '\n']);
         let mut search = Search {
             line: text,
@@ -237,12 +240,12 @@ impl Template {
             let (pos, expected) = search.furthest;
             return Err(ParseError::at(self.dataset, text, pos, expected));
         }
-        let mut ev = Event {
-            dataset: self.dataset.to_owned(),
+        let mut ev = LineEvent {
+            dataset: Cow::Borrowed(self.dataset),
             category: Category::Web,
-            original: line.to_owned(),
+            original: Cow::Borrowed(line),
             timestamp: ctx.now,
-            ..Event::default()
+            ..LineEvent::default()
         };
         let mut body_bytes = None;
         let mut sent_bytes = None;
@@ -492,10 +495,10 @@ fn number<T: std::str::FromStr>(text: &str) -> Result<Option<T>, &'static str> {
     }
 }
 
-fn apply(
+fn apply<'a>(
     field: &Field,
-    text: &str,
-    ev: &mut Event,
+    text: &'a str,
+    ev: &mut LineEvent<'a>,
     ctx: &ParseContext,
     body_bytes: &mut Option<u64>,
     sent_bytes: &mut Option<u64>,
@@ -514,9 +517,9 @@ fn apply(
         }
         Field::ClientPort => ev.source_port = number(text)?,
         Field::ServerPort => ev.destination_port = number(text)?,
-        Field::ServerName => ev.observer_hostname = dash_none(text).map(str::to_owned),
+        Field::ServerName => ev.observer_hostname = dash_none(text).map(Cow::Borrowed),
         Field::ServerIp => ev.destination_ip = dash_none(text).and_then(ip),
-        Field::User => ev.user_name = dash_none(text).map(|u| unescape(u).into_owned()),
+        Field::User => ev.user_name = dash_none(text).map(unescape),
         Field::Ignore | Field::IgnoreToken => {}
         Field::TimeClfBracketed => {
             set_time(ev, common::clf_time(&text[1..text.len() - 1]).map_err(|_| "a valid time")?.1)
@@ -556,18 +559,23 @@ fn apply(
             }
         }
         Field::Request => apply_request(text, ev),
-        Field::Method => ev.http_method = dash_none(text).map(str::to_owned),
-        Field::Path => ev.url_path = dash_none(text).map(|p| unescape(p).into_owned()),
+        Field::Method => ev.http_method = dash_none(text).map(Cow::Borrowed),
+        Field::Path => ev.url_path = dash_none(text).map(unescape),
         Field::PathWithQuery => {
             if let Some(t) = dash_none(text) {
-                apply_target(&unescape(t), ev);
+                match unescape(t) {
+                    Cow::Borrowed(t) => apply_target(t, ev, Cow::Borrowed),
+                    Cow::Owned(t) => apply_target(&t, ev, |s| Cow::Owned(s.to_owned())),
+                }
             }
         }
         Field::Query => {
             let q = text.strip_prefix('?').unwrap_or(text);
-            ev.url_query = dash_none(q).map(|q| unescape(q).into_owned());
+            ev.url_query = dash_none(q).map(unescape);
         }
-        Field::Protocol => ev.http_version = dash_none(text).map(|p| p.strip_prefix("HTTP/").unwrap_or(p).to_owned()),
+        Field::Protocol => {
+            ev.http_version = dash_none(text).map(|p| Cow::Borrowed(p.strip_prefix("HTTP/").unwrap_or(p)))
+        }
         Field::Status => ev.http_status = number(text)?,
         Field::BytesBody => *body_bytes = number(text)?,
         Field::BytesSent => *sent_bytes = number(text)?,
@@ -581,13 +589,13 @@ fn apply(
                 ev.duration_ns = Some((secs * 1e9).round() as u64);
             }
         }
-        Field::Referrer => ev.http_referrer = dash_none(text).map(|r| unescape(r).into_owned()),
-        Field::UserAgent => ev.user_agent = dash_none(text).map(|u| unescape(u).into_owned()),
+        Field::Referrer => ev.http_referrer = dash_none(text).map(unescape),
+        Field::UserAgent => ev.user_agent = dash_none(text).map(unescape),
     }
     Ok(())
 }
 
-fn set_time(ev: &mut Event, (ts, off): (Timestamp, i32)) {
+fn set_time(ev: &mut LineEvent<'_>, (ts, off): (Timestamp, i32)) {
     ev.timestamp = ts;
     ev.utc_offset_seconds = Some(off);
 }
@@ -596,30 +604,38 @@ fn set_time(ev: &mut Event, (ts, off): (Timestamp, i32)) {
 ///
 /// Lines that are not requests (`-` for a 408, TLS bytes sent to a plain port, an empty
 /// string) are kept as the original only: the status still says what happened.
-fn apply_request(text: &str, ev: &mut Event) {
+fn apply_request<'a>(text: &'a str, ev: &mut LineEvent<'a>) {
     let Some(t) = dash_none(text) else { return };
-    let t = unescape(t);
+    // The fields are slices of the request, borrowed from the line unless it had escapes.
+    match unescape(t) {
+        Cow::Borrowed(t) => apply_unescaped_request(t, ev, Cow::Borrowed),
+        Cow::Owned(t) => apply_unescaped_request(&t, ev, |s| Cow::Owned(s.to_owned())),
+    }
+}
+
+/// [`apply_request`] on the unescaped request `t`; `keep` makes an event field of a slice of it.
+fn apply_unescaped_request<'t, 'a>(t: &'t str, ev: &mut LineEvent<'a>, keep: impl Fn(&'t str) -> Cow<'a, str>) {
     let Some(space) = memchr::memchr(b' ', t.as_bytes()) else { return };
     let (method, rest) = (&t[..space], &t[space + 1..]);
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_') {
         return;
     }
-    ev.http_method = Some(method.to_owned());
+    ev.http_method = Some(keep(method));
     // The target may itself contain spaces (Apache logs the line as received), so the
     // protocol is the last word when it looks like one.
     let target = match rest.rsplit_once(' ') {
         Some((target, proto)) if proto.starts_with("HTTP/") => {
-            ev.http_version = Some(proto["HTTP/".len()..].to_owned());
+            ev.http_version = Some(keep(&proto["HTTP/".len()..]));
             target
         }
         _ => rest,
     };
-    apply_target(target, ev);
+    apply_target(target, ev, keep);
 }
 
 /// `url.path` and `url.query` from a request target: origin form (`/a?b`), absolute form
 /// (`http://host/a?b`, proxies) or authority form (`host:443`, CONNECT).
-fn apply_target(target: &str, ev: &mut Event) {
+fn apply_target<'t, 'a>(target: &'t str, ev: &mut LineEvent<'a>, keep: impl Fn(&'t str) -> Cow<'a, str>) {
     let (path, query) = match memchr::memchr(b'?', target.as_bytes()) {
         Some(at) => (&target[..at], Some(&target[at + 1..])),
         None => (target, None),
@@ -634,8 +650,8 @@ fn apply_target(target: &str, ev: &mut Event) {
         }
         _ => path,
     };
-    ev.url_path = (!path.is_empty()).then(|| path.to_owned());
-    ev.url_query = query.map(str::to_owned);
+    ev.url_path = (!path.is_empty()).then(|| keep(path));
+    ev.url_query = query.map(keep);
 }
 
 #[cfg(test)]
@@ -774,20 +790,20 @@ mod tests {
 
     #[test]
     fn request_forms() {
-        let mut ev = Event::default();
+        let mut ev = LineEvent::default();
         apply_request("GET /a b?x=1 HTTP/1.1", &mut ev);
         assert_eq!(
             (ev.http_method.as_deref(), ev.url_path.as_deref(), ev.url_query.as_deref()),
             (Some("GET"), Some("/a b"), Some("x=1"))
         );
         assert_eq!(ev.http_version.as_deref(), Some("1.1"));
-        let mut ev = Event::default();
+        let mut ev = LineEvent::default();
         apply_request("GET http://example.com/p?q HTTP/1.0", &mut ev);
         assert_eq!((ev.url_path.as_deref(), ev.url_query.as_deref()), (Some("/p"), Some("q")));
-        let mut ev = Event::default();
+        let mut ev = LineEvent::default();
         apply_request(r"\x16\x03\x01", &mut ev);
         assert_eq!(ev.http_method, None);
-        let mut ev = Event::default();
+        let mut ev = LineEvent::default();
         apply_request("GET /old", &mut ev);
         assert_eq!((ev.url_path.as_deref(), ev.http_version.as_deref()), (Some("/old"), None));
     }
