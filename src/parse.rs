@@ -104,12 +104,12 @@ static SPARE_JSON: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::n
 const SPARE_JSON_MAX: usize = 40;
 
 impl Default for Rendered {
-    /// A spare buffer, or room for a chunk's JSON (about three times its 1 MiB of log lines),
-    /// so the buffer is not copied over and over as it grows.
+    /// A spare buffer, or room for a chunk's JSON (about three and a half times its 256 KiB
+    /// of log lines), so the buffer is not copied over and over as it grows.
     fn default() -> Self {
         let spare = SPARE_JSON.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
         Rendered {
-            json: spare.unwrap_or_else(|| Vec::with_capacity(4 << 20)),
+            json: spare.unwrap_or_else(|| Vec::with_capacity(1 << 20)),
             summary: Summary::default(),
             id: collector::EventId::default(),
         }
