@@ -368,7 +368,8 @@ pub(crate) fn rfc3339(input: &str) -> Res<'_, (Timestamp, i32)> {
 /// Parses an IP address, tolerating IPv6 brackets (`[::1]`) and an IPv6 zone (`fe80::1%eth0`).
 pub(crate) fn ip(text: &str) -> Option<IpAddr> {
     let t = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
-    let t = t.split_once('%').map_or(t, |(a, _)| a);
+    // `memchr` rather than `split_once`: the `char` searcher was 1 % of an access line.
+    let t = memchr::memchr(b'%', t.as_bytes()).map_or(t, |at| &t[..at]);
     t.parse().ok()
 }
 
@@ -379,9 +380,12 @@ pub(crate) fn split_host_port(text: &str) -> (&str, Option<u16>) {
     {
         return (host, rest.strip_prefix(':').and_then(|p| p.parse().ok()));
     }
-    match text.rsplit_once(':') {
+    // `memrchr` from the memchr crate: `rsplit_once`'s reverse search was 2 to 3 % of an
+    // access line, for an address that nearly always has no colon at all.
+    let last_colon = memchr::memrchr(b':', text.as_bytes()).map(|at| (&text[..at], &text[at + 1..]));
+    match last_colon {
         // More than one colon without brackets: a bare IPv6 address.
-        Some((host, port)) if !host.contains(':') => match port.parse() {
+        Some((host, port)) if memchr::memchr(b':', host.as_bytes()).is_none() => match port.parse() {
             Ok(p) => (host, Some(p)),
             Err(_) => (text, None),
         },

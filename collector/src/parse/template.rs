@@ -623,7 +623,7 @@ fn apply_unescaped_request<'t, 'a>(t: &'t str, ev: &mut LineEvent<'a>, keep: imp
     ev.http_method = Some(keep(method));
     // The target may itself contain spaces (Apache logs the line as received), so the
     // protocol is the last word when it looks like one.
-    let target = match rest.rsplit_once(' ') {
+    let target = match memchr::memrchr(b' ', rest.as_bytes()).map(|at| (&rest[..at], &rest[at + 1..])) {
         Some((target, proto)) if proto.starts_with("HTTP/") => {
             ev.http_version = Some(keep(&proto["HTTP/".len()..]));
             target
