@@ -385,6 +385,17 @@ mod never_panics {
     }
 
     /// Mutations of real lines reach deeper than random text.
+    /// Seed line `seed` with `insert` put in at byte `cut` (moved back to a character boundary,
+    /// at most the line's end).
+    pub(super) fn mutated(seed: usize, cut: usize, insert: &str) -> String {
+        let base = SEEDS[seed];
+        let mut at = cut.min(base.len());
+        while !base.is_char_boundary(at) {
+            at -= 1;
+        }
+        format!("{}{}{}", &base[..at], insert, &base[at..])
+    }
+
     pub(super) const SEEDS: &[&str] = &[
         r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a?b HTTP/1.0" 200 2326 "-" "Mozilla/5.0""#,
         "[Fri Sep 09 10:42:29.902022 2011] [core:error] [pid 35708:tid 4328636416] [client 72.15.99.187:8080] AH00128: x",
@@ -411,10 +422,7 @@ mod never_panics {
 
         #[test]
         fn mutated_real_lines(seed in 0..SEEDS.len(), cut in 0usize..200, insert in "[ \"\\[\\]:=,\\\\x0-9a-zA-Z-]{0,8}") {
-            let base = SEEDS[seed];
-            let mut at = cut.min(base.len());
-            while !base.is_char_boundary(at) { at -= 1; }
-            let line = format!("{}{}{}", &base[..at], insert, &base[at..]);
+            let line = mutated(seed, cut, &insert);
             let ctx = ParseContext { now: "2025-04-07T12:30:00Z".parse().unwrap(), time_zone: jiff::tz::TimeZone::UTC };
             for p in parsers() {
                 if let Err(e) = p.parse(&line, &ctx) {
@@ -432,7 +440,7 @@ mod json_without_an_owned_event {
 
     use proptest::prelude::*;
 
-    use super::never_panics::{SEEDS, parsers};
+    use super::never_panics::{SEEDS, mutated, parsers};
     use super::{ParseContext, Parser, read_lines, shared_data};
     use crate::EventId;
 
@@ -495,10 +503,7 @@ mod json_without_an_owned_event {
 
         #[test]
         fn mutated_real_lines(seed in 0..SEEDS.len(), cut in 0usize..200, insert in "[ \"\\[\\]:=,\\\\x0-9a-zA-Z-]{0,8}") {
-            let base = SEEDS[seed];
-            let mut at = cut.min(base.len());
-            while !base.is_char_boundary(at) { at -= 1; }
-            let line = format!("{}{}{}", &base[..at], insert, &base[at..]);
+            let line = mutated(seed, cut, &insert);
             let ctx = ParseContext { now: "2025-04-07T12:30:00Z".parse().unwrap(), time_zone: jiff::tz::TimeZone::UTC };
             for p in parsers() {
                 check(&p, &line, &ctx);
