@@ -523,11 +523,10 @@ mod tests {
         assert!(json.get("destination").is_none(), "absent fields are left out");
     }
 
-    /// The nested document holds exactly the flat serialisation's fields, nested by their
-    /// dots (plus `url.original`): checked on an event with every field set.
-    #[test]
-    fn ecs_json_agrees_with_the_flat_field_names() {
-        let full = Event {
+    /// An event with every field set (values of an access line, some made up), for the tests
+    /// that must see every field.
+    pub(crate) fn full_event() -> Event {
+        Event {
             id: EventId::at("web", 7),
             timestamp: "2025-04-07T12:30:00Z".parse().unwrap(),
             utc_offset_seconds: Some(7200),
@@ -563,7 +562,14 @@ mod tests {
             school_uai: Some("0692011T".into()),
             school_name: Some("École".into()),
             original: "line".into(),
-        };
+        }
+    }
+
+    /// The nested document holds exactly the flat serialisation's fields, nested by their
+    /// dots (plus `url.original`): checked on an event with every field set.
+    #[test]
+    fn ecs_json_agrees_with_the_flat_field_names() {
+        let full = full_event();
         let serde_json::Value::Object(flat) = serde_json::to_value(&full).unwrap() else { panic!() };
         let nested = full.to_ecs_json();
         let mut count = 0;

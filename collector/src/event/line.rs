@@ -99,43 +99,7 @@ mod tests {
 
     #[test]
     fn conversions_keep_every_field() {
-        let event = Event {
-            id: EventId::at("web", 7),
-            timestamp: "2025-04-07T12:30:00Z".parse().unwrap(),
-            utc_offset_seconds: Some(7200),
-            dataset: "apache.access".into(),
-            category: Category::Network,
-            action: Some("a".into()),
-            duration_ns: Some(1),
-            source_ip: Some("192.0.2.1".parse().unwrap()),
-            source_port: Some(2),
-            destination_ip: Some("::1".parse().unwrap()),
-            destination_port: Some(3),
-            transport: Some("tcp".into()),
-            source_bytes: Some(4),
-            destination_bytes: Some(5),
-            user_name: Some("b".into()),
-            http_method: Some("c".into()),
-            http_version: Some("d".into()),
-            http_status: Some(6),
-            http_referrer: Some("e".into()),
-            url_path: Some("f".into()),
-            url_query: Some("g".into()),
-            user_agent: Some("h".into()),
-            observer_hostname: Some("i".into()),
-            observer_ingress_interface: Some("j".into()),
-            rule_name: Some("k".into()),
-            log_level: Some("l".into()),
-            message: Some("m".into()),
-            source_country: Some("n".into()),
-            source_city: Some("o".into()),
-            source_as_number: Some(8),
-            source_as_organization: Some("p".into()),
-            user_role: Some("q".into()),
-            school_uai: Some("r".into()),
-            school_name: Some("s".into()),
-            original: "line".into(),
-        };
+        let event = crate::event::tests::full_event();
         assert_eq!(LineEvent::borrowing(&event).into_event(), event);
         assert_eq!(LineEvent::from(event.clone()).into_event(), event);
         assert_eq!(LineEvent::default().into_event(), Event::default());
