@@ -8,15 +8,14 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use collector::Event;
 use jiff::Timestamp;
 
 use crate::detection::Detection;
-use crate::field::EventView;
-use crate::rules::{Kind, Rule, RuleSet};
+use crate::field::{EventView, Fields};
+use crate::rules::{Hit, Hits, Kind, Rule, RuleSet};
 
 /// How many offender keys an engine tracks by default, across all rules. A key costs a few
 /// hundred bytes plus its window, so this stays in the tens of megabytes even under a
@@ -61,8 +60,8 @@ pub struct Engine {
     max_keys: usize,
     stats: EngineStats,
     latest: Timestamp,
-    /// The key of the rule being evaluated, built anew for every rule without allocating.
-    key: String,
+    /// The hits of the event being observed, in a buffer reused from event to event.
+    hits: Hits,
 }
 
 #[derive(Debug)]
@@ -107,7 +106,7 @@ impl Engine {
             max_keys: max_keys.max(1),
             stats: EngineStats::default(),
             latest: Timestamp::UNIX_EPOCH,
-            key: String::new(),
+            hits: Hits::default(),
         };
         engine.replace_rules(rules);
         engine
@@ -148,42 +147,48 @@ impl Engine {
 
     /// Runs every rule on `event`; returns what fired, in rule order.
     pub fn observe(&mut self, event: &Event) -> Vec<Detection> {
-        let view = EventView::new(event);
-        let ts = event.timestamp;
-        self.latest = self.latest.max(ts);
-        let rules = Arc::clone(&self.rules);
+        let mut hits = std::mem::take(&mut self.hits);
+        hits.clear();
+        self.rules.evaluate(&EventView::new(Fields::of_event(event)), &mut hits);
         let mut out = Vec::new();
-        for &index in rules.candidates(event.category) {
-            let rule = &rules.rules()[index];
-            let Some(fragment) = rule.matches(&view) else { continue };
-            let mut key = std::mem::take(&mut self.key);
-            if !rule.write_key(&view, &mut key) {
-                tracing::trace!(rule = %rule.id, event = %event.id, "event lacks the offender fields");
-                self.key = key;
-                continue;
-            }
-            let fired = self.record(index, rule, &view, &key, fragment);
-            if let Some(evidence) = fired {
-                tracing::debug!(rule = %rule.id, key = %key, event = %event.id, "rule fired");
-                out.push(detection(rule, event, key.clone(), evidence));
-            }
-            self.key = key;
-        }
-        self.expire();
+        self.apply(event.timestamp, &hits.hits, &hits.text, |rule, key, evidence| {
+            tracing::debug!(rule = %rule.id, key = %key, event = %event.id, "rule fired");
+            out.push(Detection {
+                id: format!("{}:{}", rule.id, event.id),
+                event_id: event.id.clone(),
+                user_name: event.user_name.clone(),
+                ..detection(rule, event.timestamp, event.source_ip, key, evidence)
+            });
+        });
+        self.hits = hits;
         out
     }
 
-    /// Counts a match of `rule` (at `index`) for `key`; the evidence if the rule fires.
-    fn record(
+    /// The stateful half of [`Engine::observe`]: counts the `hits` of an event at `ts`
+    /// ([`RuleSet::evaluate`]'s, their keys in `text`) in the windows, and calls `fired`
+    /// with each rule that fires, its offender key and its evidence, in rule order.
+    pub(crate) fn apply(
         &mut self,
-        index: usize,
-        rule: &Rule,
-        view: &EventView<'_>,
-        key: &str,
-        fragment: Option<crate::rules::Fragment>,
-    ) -> Option<String> {
-        let ts = view.event.timestamp;
-        let distinct = rule.distinct_value(view).map(|v| hash(&v));
+        ts: Timestamp,
+        hits: &[Hit],
+        text: &str,
+        mut fired: impl FnMut(&Rule, String, String),
+    ) {
+        self.latest = self.latest.max(ts);
+        let rules = Arc::clone(&self.rules);
+        for hit in hits {
+            let rule = &rules.rules()[hit.rule];
+            let key = &text[hit.key.clone()];
+            if let Some(evidence) = self.record(hit.rule, rule, ts, key, hit) {
+                fired(rule, key.to_owned(), evidence);
+            }
+        }
+        self.expire();
+    }
+
+    /// Counts a match of `rule` (at `index`) for `key`; the evidence if the rule fires.
+    fn record(&mut self, index: usize, rule: &Rule, ts: Timestamp, key: &str, hit: &Hit) -> Option<String> {
+        let distinct = hit.distinct;
         if matches!(rule.kind, Kind::Threshold { distinct: Some(_), .. }) && distinct.is_none() {
             return None;
         }
@@ -192,7 +197,7 @@ impl Engine {
             return None;
         }
         let evidence = match rule.kind {
-            Kind::Signature => match &fragment {
+            Kind::Signature => match &hit.fragment {
                 Some(f) => f.describe(),
                 None => rule.title.clone(),
             },
@@ -358,30 +363,30 @@ impl Window {
     }
 }
 
-/// Distinct values are kept as 64-bit hashes: a path or a user agent can be long and chosen
-/// by an attacker, a hash is 8 bytes. `DefaultHasher::new()` is fixed-key SipHash, so the
-/// same input counts the same on every run.
-fn hash(v: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    v.hash(&mut h);
-    h.finish()
-}
-
-fn detection(rule: &Rule, event: &Event, key: String, evidence: String) -> Detection {
+/// A detection of `rule` on an event at `timestamp` from `source_ip`, without the event's
+/// id and user (the caller's, who knows the event: the detection's `id`, `event_id` and
+/// `user_name` are left empty here).
+pub(crate) fn detection(
+    rule: &Rule,
+    timestamp: Timestamp,
+    source_ip: Option<std::net::IpAddr>,
+    key: String,
+    evidence: String,
+) -> Detection {
     Detection {
-        id: format!("{}:{}", rule.id, event.id),
+        id: String::new(),
         rule: rule.id.to_string(),
         title: rule.title.clone(),
         description: rule.description.clone(),
         severity: rule.severity,
         cctp_class: rule.cctp_class,
         mitre: rule.mitre.clone(),
-        timestamp: event.timestamp,
-        source_ip: event.source_ip,
-        user_name: event.user_name.clone(),
+        timestamp,
+        source_ip,
+        user_name: None,
         key,
         evidence,
-        event_id: event.id.clone(),
+        event_id: collector::EventId::default(),
     }
 }
 

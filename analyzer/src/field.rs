@@ -2,8 +2,11 @@
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
+use std::net::IpAddr;
 
+use collector::parse::BorrowedEvent;
 use collector::{Category, Event};
+use jiff::Timestamp;
 
 /// An event field a rule can test or group by, named as in ECS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,11 +151,106 @@ impl std::fmt::Write for Formatted {
     }
 }
 
+/// The fields of one event that rules can read, borrowed: from an owned [`Event`] (the live
+/// pipeline), or from a [`BorrowedEvent`] (`vigie analyze`, which never builds the owned
+/// event: its dozen heap strings per line cost more than the rules that read them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) timestamp: Timestamp,
+    pub(crate) category: Category,
+    pub(crate) source_ip: Option<IpAddr>,
+    pub(crate) user_name: Option<&'a str>,
+    dataset: &'a str,
+    action: Option<&'a str>,
+    source_port: Option<u16>,
+    destination_ip: Option<IpAddr>,
+    destination_port: Option<u16>,
+    transport: Option<&'a str>,
+    http_method: Option<&'a str>,
+    http_version: Option<&'a str>,
+    http_status: Option<u16>,
+    http_referrer: Option<&'a str>,
+    url_path: Option<&'a str>,
+    url_query: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    observer_hostname: Option<&'a str>,
+    observer_ingress_interface: Option<&'a str>,
+    rule_name: Option<&'a str>,
+    log_level: Option<&'a str>,
+    message: Option<&'a str>,
+    school_uai: Option<&'a str>,
+    original: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn of_event(e: &'a Event) -> Fields<'a> {
+        Fields {
+            id: e.id.as_str(),
+            timestamp: e.timestamp,
+            category: e.category,
+            source_ip: e.source_ip,
+            user_name: e.user_name.as_deref(),
+            dataset: &e.dataset,
+            action: e.action.as_deref(),
+            source_port: e.source_port,
+            destination_ip: e.destination_ip,
+            destination_port: e.destination_port,
+            transport: e.transport.as_deref(),
+            http_method: e.http_method.as_deref(),
+            http_version: e.http_version.as_deref(),
+            http_status: e.http_status,
+            http_referrer: e.http_referrer.as_deref(),
+            url_path: e.url_path.as_deref(),
+            url_query: e.url_query.as_deref(),
+            user_agent: e.user_agent.as_deref(),
+            observer_hostname: e.observer_hostname.as_deref(),
+            observer_ingress_interface: e.observer_ingress_interface.as_deref(),
+            rule_name: e.rule_name.as_deref(),
+            log_level: e.log_level.as_deref(),
+            message: e.message.as_deref(),
+            school_uai: e.school_uai.as_deref(),
+            original: &e.original,
+        }
+    }
+
+    /// The fields of a parsed line, whose event id (left empty by the parser) is `id`.
+    pub(crate) fn of_line(e: &'a BorrowedEvent<'_>, id: &'a str) -> Fields<'a> {
+        Fields {
+            id,
+            timestamp: e.timestamp(),
+            category: e.category(),
+            source_ip: e.source_ip(),
+            user_name: e.user_name(),
+            dataset: e.dataset(),
+            action: e.action(),
+            source_port: e.source_port(),
+            destination_ip: e.destination_ip(),
+            destination_port: e.destination_port(),
+            transport: e.transport(),
+            http_method: e.http_method(),
+            http_version: e.http_version(),
+            http_status: e.http_status(),
+            http_referrer: e.http_referrer(),
+            url_path: e.url_path(),
+            url_query: e.url_query(),
+            user_agent: e.user_agent(),
+            observer_hostname: e.observer_hostname(),
+            observer_ingress_interface: e.observer_ingress_interface(),
+            rule_name: e.rule_name(),
+            log_level: e.log_level(),
+            message: e.message(),
+            school_uai: e.school_uai(),
+            original: e.original(),
+        }
+    }
+}
+
 /// One event seen through the analyzer: field values, with the URL fields decoded at most
 /// once per event however many rules look at them (and only copied when they hold an
 /// escape to decode).
 pub(crate) struct EventView<'e> {
-    pub(crate) event: &'e Event,
+    pub(crate) event: Fields<'e>,
     path: OnceCell<Option<Cow<'e, str>>>,
     query: OnceCell<Option<Cow<'e, str>>>,
     /// Per field, the outcome of its combined scan (see `rules::Scan`), run at most once.
@@ -162,7 +260,7 @@ pub(crate) struct EventView<'e> {
 }
 
 impl<'e> EventView<'e> {
-    pub(crate) fn new(event: &'e Event) -> Self {
+    pub(crate) fn new(event: Fields<'e>) -> Self {
         EventView {
             event,
             path: OnceCell::new(),
@@ -176,13 +274,13 @@ impl<'e> EventView<'e> {
     pub(crate) fn raw(&self, field: Field) -> Option<Text<'_>> {
         match field.number() {
             Some(i) => self.numbers[i]
-                .get_or_init(|| match raw_value(self.event, field)? {
+                .get_or_init(|| match raw_value(&self.event, field)? {
                     Text::Formatted(f) => Some(f),
                     Text::Borrowed(_) => None,
                 })
                 .as_ref()
                 .map(|f| Text::Borrowed(f.as_str())),
-            None => raw_value(self.event, field),
+            None => raw_value(&self.event, field),
         }
     }
 
@@ -196,10 +294,10 @@ impl<'e> EventView<'e> {
     pub(crate) fn value(&self, field: Field) -> Option<Text<'_>> {
         if field.is_url() {
             let (cell, raw, plus) = match field {
-                Field::UrlPath => (&self.path, &self.event.url_path, false),
-                _ => (&self.query, &self.event.url_query, true),
+                Field::UrlPath => (&self.path, self.event.url_path, false),
+                _ => (&self.query, self.event.url_query, true),
             };
-            return cell.get_or_init(|| raw.as_deref().map(|r| decode_url(r, plus))).as_deref().map(Text::Borrowed);
+            return cell.get_or_init(|| raw.map(|r| decode_url(r, plus))).as_deref().map(Text::Borrowed);
         }
         self.raw(field)
     }
@@ -207,38 +305,38 @@ impl<'e> EventView<'e> {
 
 /// The value exactly as the event carries it (used for offender keys: they name what was
 /// logged, not a decoded form).
-pub(crate) fn raw_value(event: &Event, field: Field) -> Option<Text<'_>> {
-    fn s(v: &Option<String>) -> Option<Text<'_>> {
-        v.as_deref().map(Text::Borrowed)
+pub(crate) fn raw_value<'a>(event: &Fields<'a>, field: Field) -> Option<Text<'a>> {
+    fn s(v: Option<&str>) -> Option<Text<'_>> {
+        v.map(Text::Borrowed)
     }
     fn n(v: Option<impl std::fmt::Display>) -> Option<Text<'static>> {
         v.map(|v| Text::Formatted(Formatted::of(v)))
     }
     match field {
-        Field::EventId => Some(Text::Borrowed(event.id.as_str())),
-        Field::Dataset => Some(Text::Borrowed(&event.dataset)),
+        Field::EventId => Some(Text::Borrowed(event.id)),
+        Field::Dataset => Some(Text::Borrowed(event.dataset)),
         Field::Category => Some(Text::Borrowed(category_name(event.category))),
-        Field::Action => s(&event.action),
+        Field::Action => s(event.action),
         Field::SourceIp => n(event.source_ip),
         Field::SourcePort => n(event.source_port),
         Field::DestinationIp => n(event.destination_ip),
         Field::DestinationPort => n(event.destination_port),
-        Field::Transport => s(&event.transport),
-        Field::UserName => s(&event.user_name),
-        Field::HttpMethod => s(&event.http_method),
-        Field::HttpVersion => s(&event.http_version),
+        Field::Transport => s(event.transport),
+        Field::UserName => s(event.user_name),
+        Field::HttpMethod => s(event.http_method),
+        Field::HttpVersion => s(event.http_version),
         Field::HttpStatus => n(event.http_status),
-        Field::Referrer => s(&event.http_referrer),
-        Field::UrlPath => s(&event.url_path),
-        Field::UrlQuery => s(&event.url_query),
-        Field::UserAgent => s(&event.user_agent),
-        Field::ObserverHostname => s(&event.observer_hostname),
-        Field::IngressInterface => s(&event.observer_ingress_interface),
-        Field::RuleName => s(&event.rule_name),
-        Field::LogLevel => s(&event.log_level),
-        Field::Message => s(&event.message),
-        Field::SchoolUai => s(&event.school_uai),
-        Field::Original => Some(Text::Borrowed(&event.original)),
+        Field::Referrer => s(event.http_referrer),
+        Field::UrlPath => s(event.url_path),
+        Field::UrlQuery => s(event.url_query),
+        Field::UserAgent => s(event.user_agent),
+        Field::ObserverHostname => s(event.observer_hostname),
+        Field::IngressInterface => s(event.observer_ingress_interface),
+        Field::RuleName => s(event.rule_name),
+        Field::LogLevel => s(event.log_level),
+        Field::Message => s(event.message),
+        Field::SchoolUai => s(event.school_uai),
+        Field::Original => Some(Text::Borrowed(event.original)),
     }
 }
 
@@ -323,10 +421,15 @@ mod tests {
             (Field::SourcePort, "65535".to_owned()),
             (Field::HttpStatus, "200".to_owned()),
         ] {
-            assert_eq!(raw_value(&event, field).as_deref(), Some(expected.as_str()), "{}", field.name());
+            assert_eq!(
+                raw_value(&Fields::of_event(&event), field).as_deref(),
+                Some(expected.as_str()),
+                "{}",
+                field.name()
+            );
         }
-        assert!(raw_value(&event, Field::DestinationPort).is_none());
-        let view = EventView::new(&event);
+        assert!(raw_value(&Fields::of_event(&event), Field::DestinationPort).is_none());
+        let view = EventView::new(Fields::of_event(&event));
         for _ in 0..2 {
             assert_eq!(view.raw(Field::SourceIp).as_deref(), Some("2001:db8::1"));
             assert_eq!(view.value(Field::HttpStatus).as_deref(), Some("200"));
@@ -342,11 +445,11 @@ mod tests {
             category: Category::Network,
             ..Event::default()
         };
-        let view = EventView::new(&event);
+        let view = EventView::new(Fields::of_event(&event));
         assert_eq!(view.value(Field::UrlPath).as_deref(), Some("/x/../"));
         assert_eq!(view.value(Field::HttpStatus).as_deref(), Some("404"));
         assert_eq!(view.value(Field::Category).as_deref(), Some("network"));
         assert!(view.value(Field::UserName).is_none());
-        assert_eq!(raw_value(&event, Field::UrlPath).as_deref(), Some("/x/%2e%2e/"));
+        assert_eq!(raw_value(&Fields::of_event(&event), Field::UrlPath).as_deref(), Some("/x/%2e%2e/"));
     }
 }

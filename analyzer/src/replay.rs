@@ -6,12 +6,15 @@
 //! `"<source>:<line>"`, so the same file replayed twice yields the same detection ids.
 
 use std::io::BufRead;
+use std::sync::Arc;
 
 use collector::parse::{ParseContext, ParseError, Parser};
 use collector::{Event, EventId};
 
 use crate::detection::Detection;
-use crate::engine::Engine;
+use crate::engine::{Engine, detection};
+use crate::field::{EventView, Fields};
+use crate::rules::Hits;
 
 /// What one replay read and found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,17 +67,43 @@ pub fn parse_lines(
     }
 }
 
-/// Lines reserved for the events of one parse chunk (a chunk is 1 MiB of text, a few
-/// thousand log lines): a vector of events grown by doubling copies every event several times.
+/// Lines reserved for the results of one parse chunk (a chunk is 256 KiB of text, about a
+/// thousand log lines): a vector grown by doubling copies every result several times.
 const LINES_PER_CHUNK: usize = 4096;
 
-/// The parse results of one chunk, in line order.
-struct Parsed(Vec<(u64, Result<Event, ParseError>)>);
+/// One chunk of lines, parsed and run through the rules' per-event conditions on a
+/// parsing thread: what the engine needs of each line, in line order.
+struct Evaluated {
+    lines: Vec<Line>,
+    /// The hits of every line of the chunk (each line knows its range).
+    hits: Hits,
+    /// The current line's event id, in a buffer reused from line to line.
+    id: EventId,
+}
 
-impl Default for Parsed {
+impl Default for Evaluated {
     fn default() -> Self {
-        Parsed(Vec::with_capacity(LINES_PER_CHUNK))
+        Evaluated { lines: Vec::with_capacity(LINES_PER_CHUNK), hits: Hits::default(), id: EventId::default() }
     }
+}
+
+/// What the engine needs of a parsed line once its conditions are evaluated; the text of
+/// the line and its event are gone by then.
+enum Line {
+    Parsed {
+        n: u64,
+        timestamp: jiff::Timestamp,
+        source_ip: Option<std::net::IpAddr>,
+        /// The user name, in the chunk's [`Hits::text`] (only kept for a line with hits:
+        /// nothing else can fire).
+        user_name: Option<std::ops::Range<usize>>,
+        /// The line's hits in the chunk's [`Hits::hits`].
+        hits: std::ops::Range<usize>,
+    },
+    Unparsed {
+        n: u64,
+        error: ParseError,
+    },
 }
 
 /// Replays `reader` (named `source` in event ids, typically the file's path) through
@@ -84,6 +113,13 @@ impl Default for Parsed {
 ///
 /// The same `engine` may be fed several files in turn: windows then span files, as they
 /// would for a live source reading them one after the other.
+///
+/// What the engine does for each event splits in two: evaluating the rules' conditions on
+/// the event (with the offender key and, for a signature, what matched), which reads the
+/// event alone, and counting those hits in the windows, which must see the events in input
+/// order. The first half runs on the parsing threads, on the line's borrowed fields (no
+/// owned event is built); the calling thread does only the second, as
+/// [`Engine::observe`] would for the same events in the same order.
 pub fn analyze_reader(
     source: &str,
     reader: impl BufRead + Send,
@@ -93,29 +129,54 @@ pub fn analyze_reader(
     mut on_detection: impl FnMut(&Detection, u64),
 ) -> Result<ReplaySummary, std::io::Error> {
     let mut summary = ReplaySummary::default();
-    // Parsing runs on every core; the engine sees the events in input order, as it must for
-    // its windows.
-    summary.lines = collector::parse::parse_in_order(
-        source,
+    let rules = Arc::clone(engine.rules());
+    summary.lines = collector::parse::lines_in_order(
         reader,
-        parser,
-        ctx,
-        |parsed: &mut Parsed, n, _line, event| parsed.0.push((n, event)),
-        |parsed| {
-            // By reference: an event is read where the parser left it, not copied out.
-            for (n, event) in &parsed.0 {
-                let n = *n;
-                match event {
-                    Ok(event) => {
+        |acc: &mut Evaluated, n, line| match parser.parse_borrowed(line, ctx) {
+            Ok(event) => {
+                acc.id.set_at(source, n);
+                let fields = Fields::of_line(&event, acc.id.as_str());
+                let start = acc.hits.hits.len();
+                rules.evaluate(&EventView::new(fields), &mut acc.hits);
+                let hits = start..acc.hits.hits.len();
+                let user_name = fields.user_name.filter(|_| !hits.is_empty()).map(|user| {
+                    let at = acc.hits.text.len();
+                    acc.hits.text.push_str(user);
+                    at..acc.hits.text.len()
+                });
+                acc.lines.push(Line::Parsed {
+                    n,
+                    timestamp: fields.timestamp,
+                    source_ip: fields.source_ip,
+                    user_name,
+                    hits,
+                });
+            }
+            Err(error) => acc.lines.push(Line::Unparsed { n, error }),
+        },
+        |acc| {
+            for line in &acc.lines {
+                match line {
+                    Line::Parsed { n, timestamp, source_ip, user_name, hits } => {
+                        let n = *n;
                         summary.parsed += 1;
-                        for d in engine.observe(event) {
+                        let text = &acc.hits.text;
+                        engine.apply(*timestamp, &acc.hits.hits[hits.clone()], text, |rule, key, evidence| {
+                            let event_id = EventId::at(source, n);
+                            tracing::debug!(rule = %rule.id, key = %key, event = %event_id, "rule fired");
+                            let d = Detection {
+                                id: format!("{}:{}", rule.id, event_id),
+                                event_id,
+                                user_name: user_name.clone().map(|r| text[r].to_owned()),
+                                ..detection(rule, *timestamp, *source_ip, key, evidence)
+                            };
                             summary.detections += 1;
                             on_detection(&d, n);
-                        }
+                        });
                     }
-                    Err(e) => {
+                    Line::Unparsed { n, error } => {
                         summary.unparsed += 1;
-                        tracing::debug!(source, line = n, error = %e, "line not parsed");
+                        tracing::debug!(source, line = n, error = %error, "line not parsed");
                     }
                 }
             }

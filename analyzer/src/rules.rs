@@ -38,7 +38,7 @@ use serde::Deserialize;
 
 use crate::detection::{CctpClass, Severity};
 use crate::error::{RuleError, RuleProblem, locate};
-use crate::field::{CATEGORIES, EventView, FIELD_NAMES, Field, Text, category_index, category_name};
+use crate::field::{CATEGORIES, EventView, FIELD_NAMES, Field, Fields, Text, category_index, category_name};
 
 /// The only rule-file format this analyzer reads.
 const FORMAT_VERSION: u32 = 1;
@@ -402,13 +402,12 @@ impl Rule {
     /// cannot be attributed, so it cannot count against anybody.
     pub(crate) fn key(&self, view: &EventView<'_>) -> Option<String> {
         let mut key = String::new();
-        self.write_key(view, &mut key).then_some(key)
+        self.append_key(view, &mut key).then_some(key)
     }
 
-    /// Writes the offender key into `key` (cleared first) and says whether the event has
-    /// one: [`Rule::key`] into a buffer the caller reuses from event to event.
-    pub(crate) fn write_key(&self, view: &EventView<'_>, key: &mut String) -> bool {
-        key.clear();
+    /// Appends the offender key to `key` and says whether the event has one (when it has
+    /// none, `key` may hold part of it: the caller truncates it back).
+    fn append_key(&self, view: &EventView<'_>, key: &mut String) -> bool {
         for (i, &field) in self.offender.iter().enumerate() {
             let Some(value) = view.raw(field).filter(|v| !v.is_empty()) else {
                 return false;
@@ -448,7 +447,67 @@ impl Rule {
     }
 }
 
+/// What the rules' per-event conditions found in events: the stateless half of
+/// [`crate::Engine::observe`], which can run on any thread (`vigie analyze` runs it on the
+/// parsing threads); the engine then counts each hit in its windows, in event order.
+#[derive(Debug, Default)]
+pub(crate) struct Hits {
+    pub(crate) hits: Vec<Hit>,
+    /// The text of the hits' offender keys, one after the other: one buffer for many
+    /// events rather than a string per hit.
+    pub(crate) text: String,
+}
+
+/// One rule whose conditions hold for an event.
+#[derive(Debug)]
+pub(crate) struct Hit {
+    /// The rule's index in the rule set.
+    pub(crate) rule: usize,
+    /// Where the offender key is in [`Hits::text`].
+    pub(crate) key: std::ops::Range<usize>,
+    /// For a threshold counting distinct values: the value's hash, `None` when the event
+    /// lacks the value (it then counts for nothing).
+    pub(crate) distinct: Option<u64>,
+    /// For a signature: what matched, for its evidence.
+    pub(crate) fragment: Option<Fragment>,
+}
+
+impl Hits {
+    pub(crate) fn clear(&mut self) {
+        self.hits.clear();
+        self.text.clear();
+    }
+}
+
+/// Distinct values are kept as 64-bit hashes: a path or a user agent can be long and chosen
+/// by an attacker, a hash is 8 bytes. `DefaultHasher::new()` is fixed-key SipHash, so the
+/// same input counts the same on every run.
+fn hash(v: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
 impl RuleSet {
+    /// Appends to `out` a hit for every rule whose conditions hold for the event of `view`
+    /// and that can attribute it (the event has the offender fields), in rule order.
+    pub(crate) fn evaluate(&self, view: &EventView<'_>, out: &mut Hits) {
+        for &index in self.candidates(view.event.category) {
+            let rule = &self.rules[index];
+            let Some(fragment) = rule.matches(view) else { continue };
+            let start = out.text.len();
+            if !rule.append_key(view, &mut out.text) {
+                out.text.truncate(start);
+                tracing::trace!(rule = %rule.id, event = %view.event.id, "event lacks the offender fields");
+                continue;
+            }
+            let distinct = rule.distinct_value(view).map(|v| hash(&v));
+            let fragment = if matches!(rule.kind, Kind::Signature) { fragment } else { None };
+            out.hits.push(Hit { rule: index, key: start..out.text.len(), distinct, fragment });
+        }
+    }
+
     /// Loads every `*.yml` / `*.yaml` file of `dir` (not the `*.test.yml` rule tests), in
     /// name order, and reports every problem of every file at once.
     pub fn load_dir(dir: &Path) -> Result<RuleSet, RuleError> {
@@ -532,7 +591,7 @@ impl RuleSet {
     /// kind of event it is (a flood rule counts every request): the lines that say something
     /// on their own, as `fail2ban-regex` lists matched lines.
     pub fn matching_lines(&self, event: &collector::Event) -> Vec<RuleMatch> {
-        let view = EventView::new(event);
+        let view = EventView::new(Fields::of_event(event));
         self.candidates(event.category)
             .iter()
             .map(|&i| &self.rules[i])
@@ -543,7 +602,7 @@ impl RuleSet {
     }
 
     pub fn matching(&self, event: &collector::Event) -> Vec<RuleMatch> {
-        let view = EventView::new(event);
+        let view = EventView::new(Fields::of_event(event));
         self.candidates(event.category)
             .iter()
             .map(|&i| &self.rules[i])
@@ -1052,7 +1111,7 @@ rules:
                 url_query: Some(query.into()),
                 ..Default::default()
             };
-            let view = EventView::new(&event);
+            let view = EventView::new(Fields::of_event(&event));
             let got: Vec<(String, String)> = set
                 .rules()
                 .iter()
