@@ -8,6 +8,8 @@ use collector::parse::BorrowedEvent;
 use collector::{Category, Event};
 use jiff::Timestamp;
 
+use crate::rules::{Literals, Patterns};
+
 /// An event field a rule can test or group by, named as in ECS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Field {
@@ -254,7 +256,7 @@ pub(crate) struct EventView<'e> {
     path: OnceCell<Option<Cow<'e, str>>>,
     query: OnceCell<Option<Cow<'e, str>>>,
     /// Per field, the outcome of its combined scan (see `rules::Scan`), run at most once.
-    scans: [OnceCell<regex::SetMatches>; FIELD_NAMES.len()],
+    scans: [OnceCell<Patterns>; FIELD_NAMES.len()],
     /// The numbers and addresses, formatted at most once per event (see [`Field::number`]).
     numbers: [OnceCell<Option<Formatted>>; NUMBERS],
 }
@@ -284,10 +286,10 @@ impl<'e> EventView<'e> {
         }
     }
 
-    /// Which patterns of `set`, the combined set of `field` in the rule set the view is
-    /// evaluated against, match `value`, the field's value: computed on the first call.
-    pub(crate) fn scanned(&self, field: Field, set: &regex::RegexSet, value: &str) -> &regex::SetMatches {
-        self.scans[field as usize].get_or_init(|| set.matches(value))
+    /// Which patterns of `literals`, the combined scan of `field` in the rule set the view is
+    /// evaluated against, can match `value`, the field's value: computed on the first call.
+    pub(crate) fn scanned(&self, field: Field, literals: &Literals, value: &str) -> &Patterns {
+        self.scans[field as usize].get_or_init(|| literals.candidates(value))
     }
 
     /// The value rules match against: URL fields decoded, numbers and addresses as text.

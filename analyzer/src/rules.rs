@@ -182,14 +182,115 @@ struct Condition {
     scans: Vec<Option<Scan>>,
 }
 
-/// One pass over a field's value that answers, for every text condition on that field
-/// across the rule set, whether it matches: the patterns of all those conditions in one
-/// regex set, scanned at most once per event, instead of one search per condition.
+/// One pass over a field's value that tells, for every text condition on that field across
+/// the rule set, which of its patterns can match: most values (a benign request) contain
+/// none of the literals that a match of any pattern must contain, and then no pattern is
+/// searched at all; otherwise only the patterns whose literal is there are.
 #[derive(Debug)]
 struct Scan {
-    set: Arc<RegexSet>,
-    /// The condition's patterns in `set`, in its written order.
+    literals: Arc<Literals>,
+    /// The condition's patterns among the literals' patterns, in its written order.
     patterns: std::ops::Range<usize>,
+}
+
+/// The most patterns one field's [`Literals`] can stand for.
+const MAX_PATTERNS: usize = 256;
+
+/// A set of at most [`MAX_PATTERNS`] pattern numbers.
+pub(crate) type Patterns = [u64; MAX_PATTERNS / 64];
+
+fn has(set: &Patterns, i: usize) -> bool {
+    set[i / 64] & (1 << (i % 64)) != 0
+}
+
+fn add(set: &mut Patterns, i: usize) {
+    set[i / 64] |= 1 << (i % 64);
+}
+
+/// The literals a field's patterns need: every match of a pattern contains one of its
+/// literals (ASCII case-insensitively), so a pattern none of whose literals is in the value
+/// cannot match it.
+#[derive(Debug)]
+pub(crate) struct Literals {
+    /// Every literal of every pattern, ASCII case-insensitive.
+    ac: AhoCorasick,
+    /// Per literal of `ac`, the patterns it is a literal of.
+    owners: Vec<Patterns>,
+    /// The patterns without such literals: always searched.
+    always: Patterns,
+}
+
+impl Literals {
+    /// `needed[i]`: the literals of pattern `i`, or `None` when it has none (it is always
+    /// searched). `None` when the patterns are too many or the automaton cannot be built.
+    fn new(needed: &[Option<Vec<Vec<u8>>>]) -> Option<Literals> {
+        if needed.len() > MAX_PATTERNS {
+            return None;
+        }
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut owners: Vec<Patterns> = Vec::new();
+        let mut always = Patterns::default();
+        for (i, needed) in needed.iter().enumerate() {
+            let Some(needed) = needed else {
+                add(&mut always, i);
+                continue;
+            };
+            for literal in needed {
+                let literal = literal.to_ascii_lowercase();
+                let at = match literals.iter().position(|l| *l == literal) {
+                    Some(at) => at,
+                    None => {
+                        literals.push(literal);
+                        owners.push(Patterns::default());
+                        literals.len() - 1
+                    }
+                };
+                add(&mut owners[at], i);
+            }
+        }
+        let ac = AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .ascii_case_insensitive(true)
+            .build(&literals)
+            .ok()?;
+        Some(Literals { ac, owners, always })
+    }
+
+    /// The patterns that can match `value`: those with a literal in it, and the others.
+    pub(crate) fn candidates(&self, value: &str) -> Patterns {
+        let mut set = self.always;
+        for m in self.ac.find_overlapping_iter(value) {
+            for (word, owners) in set.iter_mut().zip(&self.owners[m.pattern().as_usize()]) {
+                *word |= owners;
+            }
+        }
+        set
+    }
+}
+
+/// What every match of the regex `pattern` must contain, one of the literals (as the regex
+/// crate finds them for its own prefilters: all the ways a match can begin, or all the ways
+/// it can end, whichever are the longer), or `None` when it has no such literals.
+fn needed_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).ok()?;
+    let mut best: Option<Vec<Vec<u8>>> = None;
+    for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
+        let seq = Extractor::new().kind(kind).extract(&hir);
+        let Some(literals) = seq.literals() else { continue };
+        let mut found: Vec<Vec<u8>> = literals.iter().map(|l| l.as_bytes().to_ascii_lowercase()).collect();
+        // An empty literal is in every value: no use.
+        if found.iter().any(Vec::is_empty) {
+            continue;
+        }
+        found.sort();
+        found.dedup();
+        let shortest = |l: &[Vec<u8>]| l.iter().map(Vec::len).min().unwrap_or(usize::MAX);
+        if best.as_ref().is_none_or(|b| shortest(&found) > shortest(b)) {
+            best = Some(found);
+        }
+    }
+    best
 }
 
 #[derive(Debug)]
@@ -256,8 +357,8 @@ impl Condition {
             let value = view.value(field);
             let found = match (self.scans.get(i).and_then(Option::as_ref), value.as_deref()) {
                 (Some(scan), Some(v)) => {
-                    let matched = view.scanned(field, &scan.set, v);
-                    self.matcher.test_scanned(field, v, matched, scan.patterns.clone())
+                    let candidates = view.scanned(field, &scan.literals, v);
+                    self.matcher.test_scanned(field, v, candidates, scan.patterns.clone())
                 }
                 (_, v) => self.matcher.test(field, v),
             };
@@ -303,22 +404,24 @@ impl Matcher {
 }
 
 impl Matcher {
-    /// [`Matcher::test`] of a value whose scan is done: `matched` tells which patterns of
-    /// the field's combined set match, the condition's own being `patterns`. The fragment is
+    /// [`Matcher::test`] of a value whose scan is done: `candidates` tells which patterns of
+    /// the field's literals can match, the condition's own being `patterns`. The fragment is
     /// the one `test` gives: the first of the condition's regexes that matches, or the
     /// leftmost-longest needle.
     fn test_scanned(
         &self,
         field: Field,
         v: &str,
-        matched: &regex::SetMatches,
+        candidates: &Patterns,
         patterns: std::ops::Range<usize>,
     ) -> Option<Option<Fragment>> {
         let fragment = |m: &str| Fragment { field, matched: m.to_owned(), value: v.to_owned() };
-        let first = patterns.clone().find(|&i| matched.matched(i))? - patterns.start;
+        let mut possible = patterns.clone().filter(|&i| has(candidates, i)).map(|i| i - patterns.start).peekable();
         match self {
-            Matcher::Regex { each, .. } => Some(Some(fragment(each[first].find(v).map_or("", |m| m.as_str())))),
+            Matcher::Regex { each, .. } => possible.find_map(|i| each[i].find(v)).map(|m| Some(fragment(m.as_str()))),
             Matcher::Contains { ac, .. } => {
+                // A needle is its own literal: one that is there matches.
+                possible.peek()?;
                 let m = ac.find(v)?;
                 Some(Some(fragment(&v[m.range()])))
             }
@@ -328,19 +431,20 @@ impl Matcher {
 }
 
 /// Gives every text condition on a field that two or more conditions search a place in
-/// that field's combined scan. A needle list becomes literal patterns, ASCII
-/// case-insensitive as the Aho-Corasick search is (a list with a non-ASCII needle keeps its
-/// own search); a field whose combined set cannot be built (size limits) keeps one search
-/// per condition. Either way each condition answers as it would on its own.
+/// that field's [`Literals`]. A needle is its own literal, ASCII case-insensitive as the
+/// Aho-Corasick search is (a list with a non-ASCII needle keeps its own search); a regex's
+/// literals are those [`needed_literals`] finds. A field whose literals cannot be built (too
+/// many patterns) keeps one search per condition. Either way each condition answers as it
+/// would on its own.
 fn attach_scans(rules: &mut [Rule]) {
     type User = (usize, usize, usize, std::ops::Range<usize>);
-    let mut per_field: Vec<(Field, Vec<String>, Vec<User>)> = Vec::new();
+    let mut per_field: Vec<(Field, Vec<Option<Vec<Vec<u8>>>>, Vec<User>)> = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
         for (c, condition) in rule.conditions.iter().enumerate() {
-            let patterns: Vec<String> = match &condition.matcher {
-                Matcher::Regex { set, .. } => set.patterns().to_vec(),
+            let needed: Vec<Option<Vec<Vec<u8>>>> = match &condition.matcher {
+                Matcher::Regex { set, .. } => set.patterns().iter().map(|p| needed_literals(p)).collect(),
                 Matcher::Contains { needles, .. } if needles.iter().all(|n| n.is_ascii()) => {
-                    needles.iter().map(|n| format!("(?i-u:{})", regex::escape(n))).collect()
+                    needles.iter().map(|n| Some(vec![n.as_bytes().to_vec()])).collect()
                 }
                 _ => continue,
             };
@@ -354,28 +458,26 @@ fn attach_scans(rules: &mut [Rule]) {
                 };
                 let (_, all, users) = &mut per_field[at];
                 let start = all.len();
-                all.extend(patterns.iter().cloned());
+                all.extend(needed.iter().cloned());
                 users.push((r, c, i, start..all.len()));
             }
         }
     }
-    for (field, patterns, users) in per_field {
+    for (field, needed, users) in per_field {
         if users.len() < 2 {
             continue;
         }
-        let set = match RegexSet::new(&patterns) {
-            Ok(set) => Arc::new(set),
-            Err(e) => {
-                tracing::debug!(field = field.name(), error = %e, "no combined scan for this field");
-                continue;
-            }
+        let Some(literals) = Literals::new(&needed) else {
+            tracing::debug!(field = field.name(), patterns = needed.len(), "no combined scan for this field");
+            continue;
         };
+        let literals = Arc::new(literals);
         for (r, c, i, range) in users {
             let condition = &mut rules[r].conditions[c];
             if condition.scans.is_empty() {
                 condition.scans = condition.fields.iter().map(|_| None).collect();
             }
-            condition.scans[i] = Some(Scan { set: Arc::clone(&set), patterns: range });
+            condition.scans[i] = Some(Scan { literals: Arc::clone(&literals), patterns: range });
         }
     }
 }
@@ -1135,6 +1237,29 @@ rules:
         check("/x", "k=secret", &[("t.env", "url.query contient « secret » : « k=secret »")]);
         check("/x", "f=win.ini", &[("t.dots", "url.query contient « win.ini » : « f=win.ini »")]);
         check("/%C3%A9t%C3%A9/", "", &[("t.accent", "url.path contient « été/ » : « /été/ »")]);
+    }
+
+    #[test]
+    fn a_regex_is_skipped_only_when_none_of_its_literals_is_there() {
+        // Under (?i), `s` also matches `ſ` (U+017F) and `k` the Kelvin sign (U+212A): their
+        // literals are kept apart, not lowered into the ASCII ones.
+        let patterns = [r"(?i)\bsleep\s*\(", r"(?i)benchmark", r"\$\(\s*[a-z]+", r"(?i)\.(css|js)$", r"[a-z]+\d"];
+        let needed: Vec<_> = patterns.iter().map(|p| needed_literals(p)).collect();
+        assert!(needed[4].is_none(), "a pattern without literals is always searched");
+        let literals = Literals::new(&needed).unwrap();
+        let mut only_the_last = Patterns::default();
+        add(&mut only_the_last, 4);
+        assert_eq!(literals.candidates("/blog/article-12"), only_the_last);
+        for value in
+            ["x=SLEEP (1)", "x=\u{17f}leep(1)", "BENCHMAR\u{212a}", "$(id)", "/a.JS", "/a.css?", "a1", "", "\u{17f}"]
+        {
+            let candidates = literals.candidates(value);
+            for (i, p) in patterns.iter().enumerate() {
+                if Regex::new(p).unwrap().is_match(value) {
+                    assert!(has(&candidates, i), "{p} matches {value:?}");
+                }
+            }
+        }
     }
 
     #[test]
