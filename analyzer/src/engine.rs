@@ -8,6 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use collector::Event;
@@ -15,7 +16,7 @@ use jiff::Timestamp;
 
 use crate::detection::Detection;
 use crate::field::{EventView, Fields};
-use crate::rules::{Hit, Hits, Kind, Rule, RuleSet};
+use crate::rules::{Hit, HitKey, Hits, KeyRef, Kind, Rule, RuleSet};
 
 /// How many offender keys an engine tracks by default, across all rules. A key costs a few
 /// hundred bytes plus its window, so this stays in the tens of megabytes even under a
@@ -39,7 +40,8 @@ pub struct EngineStats {
 
 /// Per-pipeline rule state. Not shared: each analyzer task owns one.
 ///
-/// A tracked key lives in a slot; each rule maps its keys' text to their slot. The eviction
+/// A tracked key lives in a slot; each rule maps its keys to their slot (an address as the
+/// address itself, other keys as their text). The eviction
 /// and expiry order — by last activity, oldest first — is a min-heap of
 /// `(last activity, sequence number, slot)` in which an entry is dropped lazily: touching a
 /// key pushes a new entry, and the old one, whose sequence number no longer matches its
@@ -49,7 +51,7 @@ pub struct EngineStats {
 pub struct Engine {
     rules: Arc<RuleSet>,
     /// Per rule, in the order of `rules`: the slot of each offender key.
-    keys: Vec<HashMap<Box<str>, usize>>,
+    keys: Vec<RuleKeys>,
     slots: Vec<Slot>,
     /// Slots free for reuse.
     free: Vec<usize>,
@@ -68,8 +70,39 @@ pub struct Engine {
 struct Slot {
     /// The rule's index in the rule set; `None` for a free slot.
     rule: Option<usize>,
-    key: Box<str>,
+    key: SlotKey,
     state: KeyState,
+}
+
+/// The slots of one rule's keys.
+#[derive(Debug, Default)]
+struct RuleKeys {
+    /// Keys of a single address (`source.ip=...`): an address hashes and compares faster
+    /// than its text, which is written only when the rule fires.
+    ips: HashMap<IpAddr, usize>,
+    text: HashMap<Box<str>, usize>,
+}
+
+impl RuleKeys {
+    fn slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.ips.values().chain(self.text.values()).copied()
+    }
+}
+
+/// A tracked offender key, as [`HitKey`] gives it.
+#[derive(Debug)]
+enum SlotKey {
+    Ip(IpAddr),
+    Text(Box<str>),
+}
+
+impl std::fmt::Display for SlotKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SlotKey::Ip(ip) => ip.fmt(f),
+            SlotKey::Text(text) => f.write_str(text),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -117,10 +150,10 @@ impl Engine {
     /// an offender already reported; those of removed rules are dropped.
     pub fn replace_rules(&mut self, rules: Arc<RuleSet>) {
         let index: HashMap<&str, usize> = rules.ids().enumerate().map(|(i, id)| (id, i)).collect();
-        let mut keys: Vec<HashMap<Box<str>, usize>> = (0..rules.len()).map(|_| HashMap::new()).collect();
+        let mut keys: Vec<RuleKeys> = (0..rules.len()).map(|_| RuleKeys::default()).collect();
         for (old, ids) in std::mem::take(&mut self.keys).into_iter().enumerate() {
             let kept = index.get(self.rules.rules()[old].id.as_ref()).copied();
-            for &slot in ids.values() {
+            for slot in ids.slots() {
                 match kept {
                     Some(new) => self.slots[slot].rule = Some(new),
                     // The whole map of the removed rule goes below.
@@ -178,16 +211,19 @@ impl Engine {
         let rules = Arc::clone(&self.rules);
         for hit in hits {
             let rule = &rules.rules()[hit.rule];
-            let key = &text[hit.key.clone()];
+            let key = match &hit.key {
+                HitKey::Ip(ip) => KeyRef::Ip(*ip),
+                HitKey::Text(range) => KeyRef::Text(&text[range.clone()]),
+            };
             if let Some(evidence) = self.record(hit.rule, rule, ts, key, hit) {
-                fired(rule, key.to_owned(), evidence);
+                fired(rule, rule.key_text(key), evidence);
             }
         }
         self.expire();
     }
 
     /// Counts a match of `rule` (at `index`) for `key`; the evidence if the rule fires.
-    fn record(&mut self, index: usize, rule: &Rule, ts: Timestamp, key: &str, hit: &Hit) -> Option<String> {
+    fn record(&mut self, index: usize, rule: &Rule, ts: Timestamp, key: KeyRef<'_>, hit: &Hit) -> Option<String> {
         let distinct = hit.distinct;
         if matches!(rule.kind, Kind::Threshold { distinct: Some(_), .. }) && distinct.is_none() {
             return None;
@@ -222,10 +258,14 @@ impl Engine {
 
     /// The state of `key` under the rule at `index`, created if new (evicting the least
     /// recently seen key at the cap), and marked as seen at `ts`.
-    fn touch(&mut self, index: usize, key: &str, ts: Timestamp) -> &mut KeyState {
+    fn touch(&mut self, index: usize, key: KeyRef<'_>, ts: Timestamp) -> &mut KeyState {
         self.seq += 1;
         let seq = self.seq;
-        let slot = match self.keys[index].get(key) {
+        let found = match key {
+            KeyRef::Ip(ip) => self.keys[index].ips.get(&ip),
+            KeyRef::Text(text) => self.keys[index].text.get(text),
+        };
+        let slot = match found {
             Some(&slot) => slot,
             None => {
                 while self.live >= self.max_keys {
@@ -236,7 +276,11 @@ impl Engine {
                     self.stats.evicted_keys += 1;
                 }
                 let state = KeyState { lru: (ts, 0), quiet_until: None, window: Window::Empty };
-                let slot = Slot { rule: Some(index), key: key.into(), state };
+                let owned = match key {
+                    KeyRef::Ip(ip) => SlotKey::Ip(ip),
+                    KeyRef::Text(text) => SlotKey::Text(text.into()),
+                };
+                let slot = Slot { rule: Some(index), key: owned, state };
                 let slot = match self.free.pop() {
                     Some(free) => {
                         self.slots[free] = slot;
@@ -247,7 +291,10 @@ impl Engine {
                         self.slots.len() - 1
                     }
                 };
-                self.keys[index].insert(key.into(), slot);
+                match key {
+                    KeyRef::Ip(ip) => self.keys[index].ips.insert(ip, slot),
+                    KeyRef::Text(text) => self.keys[index].text.insert(text.into(), slot),
+                };
                 self.live += 1;
                 slot
             }
@@ -286,7 +333,11 @@ impl Engine {
     /// Forgets the key in `slot` (its heap entries go stale).
     fn release(&mut self, slot: usize) {
         if let Some(rule) = self.slots[slot].rule {
-            self.keys[rule].remove(&self.slots[slot].key);
+            let keys = &mut self.keys[rule];
+            match &self.slots[slot].key {
+                SlotKey::Ip(ip) => keys.ips.remove(ip),
+                SlotKey::Text(text) => keys.text.remove(text),
+            };
             self.free_slot(slot);
         }
     }
@@ -295,7 +346,7 @@ impl Engine {
     fn free_slot(&mut self, slot: usize) {
         let s = &mut self.slots[slot];
         if s.rule.take().is_some() {
-            s.key = Box::default();
+            s.key = SlotKey::Text(Box::default());
             s.state.window = Window::Empty;
             self.free.push(slot);
             self.live -= 1;
@@ -369,7 +420,7 @@ impl Window {
 pub(crate) fn detection(
     rule: &Rule,
     timestamp: Timestamp,
-    source_ip: Option<std::net::IpAddr>,
+    source_ip: Option<IpAddr>,
     key: String,
     evidence: String,
 ) -> Detection {

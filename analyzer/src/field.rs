@@ -292,6 +292,15 @@ impl<'e> EventView<'e> {
         self.scans[field as usize].get_or_init(|| literals.candidates(value))
     }
 
+    /// An address field's address (`None` for any other field).
+    pub(crate) fn ip(&self, field: Field) -> Option<IpAddr> {
+        match field {
+            Field::SourceIp => self.event.source_ip,
+            Field::DestinationIp => self.event.destination_ip,
+            _ => None,
+        }
+    }
+
     /// The value rules match against: URL fields decoded, numbers and addresses as text.
     pub(crate) fn value(&self, field: Field) -> Option<Text<'_>> {
         if field.is_url() {

@@ -28,6 +28,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -191,6 +192,8 @@ struct Scan {
     literals: Arc<Literals>,
     /// The condition's patterns among the literals' patterns, in its written order.
     patterns: std::ops::Range<usize>,
+    /// The same patterns as a set: a value none of them can match is rejected at once.
+    mask: Patterns,
 }
 
 /// The most patterns one field's [`Literals`] can stand for.
@@ -358,7 +361,7 @@ impl Condition {
             let found = match (self.scans.get(i).and_then(Option::as_ref), value.as_deref()) {
                 (Some(scan), Some(v)) => {
                     let candidates = view.scanned(field, &scan.literals, v);
-                    self.matcher.test_scanned(field, v, candidates, scan.patterns.clone())
+                    self.matcher.test_scanned(field, v, candidates, scan.patterns.clone(), &scan.mask)
                 }
                 (_, v) => self.matcher.test(field, v),
             };
@@ -414,8 +417,12 @@ impl Matcher {
         v: &str,
         candidates: &Patterns,
         patterns: std::ops::Range<usize>,
+        mask: &Patterns,
     ) -> Option<Option<Fragment>> {
         let fragment = |m: &str| Fragment { field, matched: m.to_owned(), value: v.to_owned() };
+        if candidates.iter().zip(mask).all(|(c, m)| c & m == 0) {
+            return None;
+        }
         let mut possible = patterns.clone().filter(|&i| has(candidates, i)).map(|i| i - patterns.start).peekable();
         match self {
             Matcher::Regex { each, .. } => possible.find_map(|i| each[i].find(v)).map(|m| Some(fragment(m.as_str()))),
@@ -430,7 +437,7 @@ impl Matcher {
     }
 }
 
-/// Gives every text condition on a field that two or more conditions search a place in
+/// Gives every positive text condition on a field that two or more conditions search a place in
 /// that field's [`Literals`]. A needle is its own literal, ASCII case-insensitive as the
 /// Aho-Corasick search is (a list with a non-ASCII needle keeps its own search); a regex's
 /// literals are those [`needed_literals`] finds. A field whose literals cannot be built (too
@@ -441,6 +448,13 @@ fn attach_scans(rules: &mut [Rule]) {
     let mut per_field: Vec<(Field, Vec<Option<Vec<Vec<u8>>>>, Vec<User>)> = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
         for (c, condition) in rule.conditions.iter().enumerate() {
+            // A negated condition (`not: true`) usually excludes what benign requests hold
+            // (static files): in the scan, its literals would be found in most values and
+            // have every pattern of the field searched. It searches on its own, after the
+            // rule's other conditions.
+            if condition.negate {
+                continue;
+            }
             let needed: Vec<Option<Vec<Vec<u8>>>> = match &condition.matcher {
                 Matcher::Regex { set, .. } => set.patterns().iter().map(|p| needed_literals(p)).collect(),
                 Matcher::Contains { needles, .. } if needles.iter().all(|n| n.is_ascii()) => {
@@ -477,7 +491,9 @@ fn attach_scans(rules: &mut [Rule]) {
             if condition.scans.is_empty() {
                 condition.scans = condition.fields.iter().map(|_| None).collect();
             }
-            condition.scans[i] = Some(Scan { literals: Arc::clone(&literals), patterns: range });
+            let mut mask = Patterns::default();
+            range.clone().for_each(|p| add(&mut mask, p));
+            condition.scans[i] = Some(Scan { literals: Arc::clone(&literals), patterns: range, mask });
         }
     }
 }
@@ -524,6 +540,23 @@ impl Rule {
         true
     }
 
+    /// The offender field when the rule's offender is that one address (see [`HitKey::Ip`]).
+    fn ip_offender(&self) -> Option<Field> {
+        match self.offender[..] {
+            [field @ (Field::SourceIp | Field::DestinationIp)] => Some(field),
+            _ => None,
+        }
+    }
+
+    /// The offender key as [`crate::Detection::key`] writes it: `field=value` pairs.
+    pub(crate) fn key_text(&self, key: KeyRef<'_>) -> String {
+        match (key, self.offender.first()) {
+            (KeyRef::Ip(ip), Some(field)) => format!("{}={ip}", field.name()),
+            (KeyRef::Ip(ip), None) => ip.to_string(),
+            (KeyRef::Text(text), _) => text.to_owned(),
+        }
+    }
+
     pub(crate) fn distinct_value<'v>(&self, view: &'v EventView<'_>) -> Option<Text<'v>> {
         match self.kind {
             Kind::Threshold { distinct: Some(field), .. } => view.value(field),
@@ -565,13 +598,28 @@ pub(crate) struct Hits {
 pub(crate) struct Hit {
     /// The rule's index in the rule set.
     pub(crate) rule: usize,
-    /// Where the offender key is in [`Hits::text`].
-    pub(crate) key: std::ops::Range<usize>,
+    pub(crate) key: HitKey,
     /// For a threshold counting distinct values: the value's hash, `None` when the event
     /// lacks the value (it then counts for nothing).
     pub(crate) distinct: Option<u64>,
     /// For a signature: what matched, for its evidence.
     pub(crate) fragment: Option<Fragment>,
+}
+
+/// A hit's offender key.
+#[derive(Debug)]
+pub(crate) enum HitKey {
+    /// The key of a rule whose offender is one address: the address.
+    Ip(IpAddr),
+    /// Any other key: where its text is in [`Hits::text`].
+    Text(std::ops::Range<usize>),
+}
+
+/// An offender key as the engine looks it up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeyRef<'a> {
+    Ip(IpAddr),
+    Text(&'a str),
 }
 
 impl Hits {
@@ -598,15 +646,24 @@ impl RuleSet {
         for &index in self.candidates(view.event.category) {
             let rule = &self.rules[index];
             let Some(fragment) = rule.matches(view) else { continue };
-            let start = out.text.len();
-            if !rule.append_key(view, &mut out.text) {
-                out.text.truncate(start);
+            let key = match rule.ip_offender() {
+                Some(field) => view.ip(field).map(HitKey::Ip),
+                None => {
+                    let start = out.text.len();
+                    let found = rule.append_key(view, &mut out.text);
+                    if !found {
+                        out.text.truncate(start);
+                    }
+                    found.then(|| HitKey::Text(start..out.text.len()))
+                }
+            };
+            let Some(key) = key else {
                 tracing::trace!(rule = %rule.id, event = %view.event.id, "event lacks the offender fields");
                 continue;
-            }
+            };
             let distinct = rule.distinct_value(view).map(|v| hash(&v));
             let fragment = if matches!(rule.kind, Kind::Signature) { fragment } else { None };
-            out.hits.push(Hit { rule: index, key: start..out.text.len(), distinct, fragment });
+            out.hits.push(Hit { rule: index, key, distinct, fragment });
         }
     }
 
