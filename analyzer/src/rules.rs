@@ -210,6 +210,13 @@ fn add(set: &mut Patterns, i: usize) {
     set[i / 64] |= 1 << (i % 64);
 }
 
+/// The shortest literal of a [`Literals::packed`] search: with shorter ones, Teddy finds
+/// candidates at almost every byte and gains nothing.
+const MIN_PACKED_LITERAL: usize = 3;
+/// The longest value the packed search lower-cases (on the stack); longer ones go to the
+/// automaton alone.
+const MAX_PACKED_VALUE: usize = 512;
+
 /// The literals a field's patterns need: every match of a pattern contains one of its
 /// literals (ASCII case-insensitively), so a pattern none of whose literals is in the value
 /// cannot match it.
@@ -217,6 +224,11 @@ fn add(set: &mut Patterns, i: usize) {
 pub(crate) struct Literals {
     /// Every literal of every pattern, ASCII case-insensitive.
     ac: AhoCorasick,
+    /// The same literals, lower-cased, in a SIMD search (Teddy) of the lower-cased value,
+    /// when they are long enough for it to pay: it tells far faster than `ac` that none is
+    /// there (the common case), then `ac` says which are. The literals of a user agent's
+    /// scan are; a path's (`<`, `'`, `;`) are not.
+    packed: Option<aho_corasick::packed::Searcher>,
     /// Per literal of `ac`, the patterns it is a literal of.
     owners: Vec<Patterns>,
     /// The patterns without such literals: always searched.
@@ -256,12 +268,25 @@ impl Literals {
             .ascii_case_insensitive(true)
             .build(&literals)
             .ok()?;
-        Some(Literals { ac, owners, always })
+        let long = literals.iter().all(|l| l.len() >= MIN_PACKED_LITERAL);
+        let packed = if long { aho_corasick::packed::Searcher::new(&literals) } else { None };
+        Some(Literals { ac, packed, owners, always })
     }
 
     /// The patterns that can match `value`: those with a literal in it, and the others.
     pub(crate) fn candidates(&self, value: &str) -> Patterns {
         let mut set = self.always;
+        if let Some(packed) = &self.packed
+            && value.len() <= MAX_PACKED_VALUE
+        {
+            let mut lower = [0; MAX_PACKED_VALUE];
+            let lower = &mut lower[..value.len()];
+            lower.copy_from_slice(value.as_bytes());
+            lower.make_ascii_lowercase();
+            if packed.find(&lower[..]).is_none() {
+                return set;
+            }
+        }
         for m in self.ac.find_overlapping_iter(value) {
             for (word, owners) in set.iter_mut().zip(&self.owners[m.pattern().as_usize()]) {
                 *word |= owners;
@@ -1317,6 +1342,21 @@ rules:
                 }
             }
         }
+    }
+
+    #[test]
+    fn long_literals_are_searched_lower_cased_then_by_the_automaton() {
+        let needles = ["sqlmap", "nikto", "() {"];
+        let needed: Vec<_> = needles.iter().map(|n| Some(vec![n.as_bytes().to_vec()])).collect();
+        let literals = Literals::new(&needed).unwrap();
+        let found =
+            |value: &str| (0..needles.len()).filter(|&i| has(&literals.candidates(value), i)).collect::<Vec<_>>();
+        let long = format!("{}NiKtO", "a".repeat(MAX_PACKED_VALUE));
+        assert_eq!(found("Mozilla/5.0 (X11; Linux x86_64)"), [] as [usize; 0]);
+        assert_eq!(found("SQLMap/1.8 () { :; }"), [0, 2]);
+        assert_eq!(found("nIkTo"), [1]);
+        assert_eq!(found("ni"), [] as [usize; 0]);
+        assert_eq!(found(&long), [1], "a value too long for the packed search goes to the automaton");
     }
 
     #[test]
