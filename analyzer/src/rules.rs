@@ -217,6 +217,9 @@ const MIN_PACKED_LITERAL: usize = 3;
 /// automaton alone.
 const MAX_PACKED_VALUE: usize = 512;
 
+/// The literals one pattern needs (see [`needed_literals`]), or `None` when it has none.
+type Needed = Option<Vec<Vec<u8>>>;
+
 /// The literals a field's patterns need: every match of a pattern contains one of its
 /// literals (ASCII case-insensitively), so a pattern none of whose literals is in the value
 /// cannot match it.
@@ -238,7 +241,7 @@ pub(crate) struct Literals {
 impl Literals {
     /// `needed[i]`: the literals of pattern `i`, or `None` when it has none (it is always
     /// searched). `None` when the patterns are too many or the automaton cannot be built.
-    fn new(needed: &[Option<Vec<Vec<u8>>>]) -> Option<Literals> {
+    fn new(needed: &[Needed]) -> Option<Literals> {
         if needed.len() > MAX_PATTERNS {
             return None;
         }
@@ -299,7 +302,7 @@ impl Literals {
 /// What every match of the regex `pattern` must contain, one of the literals (as the regex
 /// crate finds them for its own prefilters: all the ways a match can begin, or all the ways
 /// it can end, whichever are the longer), or `None` when it has no such literals.
-fn needed_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+fn needed_literals(pattern: &str) -> Needed {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).ok()?;
     let mut best: Option<Vec<Vec<u8>>> = None;
@@ -470,7 +473,7 @@ impl Matcher {
 /// would on its own.
 fn attach_scans(rules: &mut [Rule]) {
     type User = (usize, usize, usize, std::ops::Range<usize>);
-    let mut per_field: Vec<(Field, Vec<Option<Vec<Vec<u8>>>>, Vec<User>)> = Vec::new();
+    let mut per_field: Vec<(Field, Vec<Needed>, Vec<User>)> = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
         for (c, condition) in rule.conditions.iter().enumerate() {
             // A negated condition (`not: true`) usually excludes what benign requests hold
@@ -480,7 +483,7 @@ fn attach_scans(rules: &mut [Rule]) {
             if condition.negate {
                 continue;
             }
-            let needed: Vec<Option<Vec<Vec<u8>>>> = match &condition.matcher {
+            let needed: Vec<Needed> = match &condition.matcher {
                 Matcher::Regex { set, .. } => set.patterns().iter().map(|p| needed_literals(p)).collect(),
                 Matcher::Contains { needles, .. } if needles.iter().all(|n| n.is_ascii()) => {
                     needles.iter().map(|n| Some(vec![n.as_bytes().to_vec()])).collect()
@@ -679,7 +682,7 @@ impl RuleSet {
                     if !found {
                         out.text.truncate(start);
                     }
-                    found.then(|| HitKey::Text(start..out.text.len()))
+                    found.then_some(HitKey::Text(start..out.text.len()))
                 }
             };
             let Some(key) = key else {
