@@ -78,7 +78,7 @@ fn bsd_time<'a>(ctx: &ParseContext) -> impl FnMut(&'a str) -> Res<'a, (Timestamp
 /// What the parser of [`bsd_time`] reads of a well-formed `Mmm dd hh:mm:ss` (`Mmm  d` and
 /// `Mmm d` too), read in place: `None` sends the line through that parser, which says what
 /// is wrong.
-fn bsd_time_in_place(input: &str) -> Option<(&str, (i8, i8), (i8, i8, i8))> {
+fn bsd_time_in_place(input: &str) -> Option<(&str, (i8, i8), common::Hms)> {
     let (after_month, month) = common::month(input).ok()?;
     let bytes = after_month.as_bytes();
     let digit = |at: usize| bytes.get(at).filter(|b| b.is_ascii_digit()).map(|b| (b - b'0') as i8);
