@@ -4,8 +4,7 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::net::IpAddr;
 
-use collector::parse::BorrowedEvent;
-use collector::{Category, Event};
+use collector::{Category, Event, LineEvent};
 use jiff::Timestamp;
 
 use crate::rules::{Literals, Patterns};
@@ -154,7 +153,7 @@ impl std::fmt::Write for Formatted {
 }
 
 /// The fields of one event that rules can read, borrowed: from an owned [`Event`] (the live
-/// pipeline), or from a [`BorrowedEvent`] (`vigie analyze`, which never builds the owned
+/// pipeline), or from a [`LineEvent`] (`vigie analyze`, which never builds the owned
 /// event: its dozen heap strings per line cost more than the rules that read them).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields<'a> {
@@ -217,33 +216,33 @@ impl<'a> Fields<'a> {
     }
 
     /// The fields of a parsed line, whose event id (left empty by the parser) is `id`.
-    pub(crate) fn of_line(e: &'a BorrowedEvent<'_>, id: &'a str) -> Fields<'a> {
+    pub(crate) fn of_line(e: &'a LineEvent<'_>, id: &'a str) -> Fields<'a> {
         Fields {
             id,
-            timestamp: e.timestamp(),
-            category: e.category(),
-            source_ip: e.source_ip(),
-            user_name: e.user_name(),
-            dataset: e.dataset(),
-            action: e.action(),
-            source_port: e.source_port(),
-            destination_ip: e.destination_ip(),
-            destination_port: e.destination_port(),
-            transport: e.transport(),
-            http_method: e.http_method(),
-            http_version: e.http_version(),
-            http_status: e.http_status(),
-            http_referrer: e.http_referrer(),
-            url_path: e.url_path(),
-            url_query: e.url_query(),
-            user_agent: e.user_agent(),
-            observer_hostname: e.observer_hostname(),
-            observer_ingress_interface: e.observer_ingress_interface(),
-            rule_name: e.rule_name(),
-            log_level: e.log_level(),
-            message: e.message(),
-            school_uai: e.school_uai(),
-            original: e.original(),
+            timestamp: e.timestamp,
+            category: e.category,
+            source_ip: e.source_ip,
+            user_name: e.user_name.as_deref(),
+            dataset: &e.dataset,
+            action: e.action.as_deref(),
+            source_port: e.source_port,
+            destination_ip: e.destination_ip,
+            destination_port: e.destination_port,
+            transport: e.transport.as_deref(),
+            http_method: e.http_method.as_deref(),
+            http_version: e.http_version.as_deref(),
+            http_status: e.http_status,
+            http_referrer: e.http_referrer.as_deref(),
+            url_path: e.url_path.as_deref(),
+            url_query: e.url_query.as_deref(),
+            user_agent: e.user_agent.as_deref(),
+            observer_hostname: e.observer_hostname.as_deref(),
+            observer_ingress_interface: e.observer_ingress_interface.as_deref(),
+            rule_name: e.rule_name.as_deref(),
+            log_level: e.log_level.as_deref(),
+            message: e.message.as_deref(),
+            school_uai: e.school_uai.as_deref(),
+            original: &e.original,
         }
     }
 }

@@ -204,7 +204,7 @@ mod json;
 mod line;
 
 pub(crate) use json::write as write_ecs_json;
-pub(crate) use line::LineEvent;
+pub use line::LineEvent;
 
 /// The nested ECS shape of an [`Event`], borrowed from it field by field.
 mod ecs {

@@ -26,17 +26,17 @@ macro_rules! line_event {
         /// The fields of [`Event`] (see there for their meaning), the text ones borrowed from
         /// the line where they can be.
         #[derive(Debug, Clone, PartialEq, Default)]
-        pub(crate) struct LineEvent<'a> {
+        pub struct LineEvent<'a> {
             /// The [`EventId`]'s text.
-            pub(crate) id: Cow<'a, str>,
-            $(pub(crate) $text: Cow<'a, str>,)*
-            $(pub(crate) $optional: Option<Cow<'a, str>>,)*
-            $(pub(crate) $copied: $ty,)*
+            pub id: Cow<'a, str>,
+            $(pub $text: Cow<'a, str>,)*
+            $(pub $optional: Option<Cow<'a, str>>,)*
+            $(pub $copied: $ty,)*
         }
 
         impl LineEvent<'_> {
             /// The owned event, every field as it is here.
-            pub(crate) fn into_event(self) -> Event {
+            pub fn into_event(self) -> Event {
                 Event {
                     id: EventId(self.id.into_owned()),
                     $($text: self.$text.into_owned(),)*
