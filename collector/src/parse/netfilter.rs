@@ -43,7 +43,7 @@ enum Token<'a> {
 fn tokens<'a>(body: &'a str, mut each: impl FnMut(Token<'a>)) -> Result<(), usize> {
     let bytes = body.as_bytes();
     let blank = |b: u8| b == b' ' || b == b'\t';
-    let key_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+    let key_byte = |b: u8| KEY_BYTES[usize::from(b)];
     let skip_blanks = |mut at: usize| {
         while at < bytes.len() && blank(bytes[at]) {
             at += 1;
@@ -71,7 +71,12 @@ fn tokens<'a>(body: &'a str, mut each: impl FnMut(Token<'a>)) -> Result<(), usiz
             let key = &body[start..at];
             if bytes.get(at) == Some(&b'=') {
                 let value_start = at + 1;
-                at = memchr::memchr(b' ', &bytes[value_start..]).map_or(bytes.len(), |space| value_start + space);
+                // A byte loop, not `memchr`: values are a few bytes (`TTL=63`), shorter than
+                // what a vector search needs to pay for its set-up.
+                at = bytes[value_start..]
+                    .iter()
+                    .position(|&b| b == b' ')
+                    .map_or(bytes.len(), |space| value_start + space);
                 each(Token::Pair(key, &body[value_start..at]));
             } else {
                 each(Token::Flag(key));
@@ -85,6 +90,19 @@ fn tokens<'a>(body: &'a str, mut each: impl FnMut(Token<'a>)) -> Result<(), usiz
     }
     Ok(())
 }
+
+/// The bytes of a key: ASCII letters and digits, `_` and `:` (one table load per byte, on
+/// the scanner's hottest loop).
+const KEY_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b':';
+        b += 1;
+    }
+    table
+};
 
 /// Where the packet description starts: the first `IN=` that begins a word (the log prefix
 /// is free text and comes right before it, sometimes with no space: `[wan-lan-D]IN=eth0`).
