@@ -376,9 +376,48 @@ pub(crate) fn rfc3339(input: &str) -> Res<'_, (Timestamp, i32)> {
 /// Parses an IP address, tolerating IPv6 brackets (`[::1]`) and an IPv6 zone (`fe80::1%eth0`).
 pub(crate) fn ip(text: &str) -> Option<IpAddr> {
     let t = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
+    if let Some(v4) = dotted_quad(t.as_bytes()) {
+        return Some(IpAddr::V4(v4));
+    }
     // `memchr` rather than `split_once`: the `char` searcher was 1 % of an access line.
     let t = memchr::memchr(b'%', t.as_bytes()).map_or(t, |at| &t[..at]);
     t.parse().ok()
+}
+
+/// An IPv4 address in the one form the standard library's parser accepts (four decimal
+/// numbers up to 255 separated by dots, no leading zero), read in one pass; `None` for
+/// anything else, which then goes to that parser. Nearly every address in a log is such a
+/// quad, and the general parser (which tries IPv4 then IPv6) cost a tenth of a firewall
+/// line's parse.
+fn dotted_quad(text: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut done = 0; // octets read
+    let (mut value, mut digits, mut first) = (0u32, 0, 0u8);
+    for &b in text {
+        match b {
+            b'0'..=b'9' => {
+                // A leading zero is refused (`01`), as is a fourth digit.
+                if digits == 3 || (digits > 0 && first == b'0') {
+                    return None;
+                }
+                if digits == 0 {
+                    first = b;
+                }
+                digits += 1;
+                value = value * 10 + u32::from(b - b'0');
+            }
+            b'.' if digits > 0 && done < 3 => {
+                octets[done] = u8::try_from(value).ok()?;
+                (done, value, digits) = (done + 1, 0, 0);
+            }
+            _ => return None,
+        }
+    }
+    if done != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 /// `host:port` or `[v6]:port` split into its parts; a bare IPv6 address has no port.
@@ -545,6 +584,30 @@ mod tests {
         assert_eq!(off, 3600);
         let (ts, _) = yearless("", (1, 1), (1, 0, 0), now, &tz).unwrap();
         assert_eq!(ts.to_string(), "2025-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn dotted_quads_read_as_the_standard_parser_reads_them() {
+        for text in ["0.0.0.0", "255.255.255.255", "192.0.2.1", "10.4.0.5"] {
+            assert_eq!(dotted_quad(text.as_bytes()), text.parse().ok(), "{text}");
+        }
+        for text in ["256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.", "1.2.3.4 ", "1..2.3", "1.2.3.0004", "", "::1"] {
+            assert_eq!(dotted_quad(text.as_bytes()), None, "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, the fast path reads an address only where the standard parser
+        /// reads the same one, and `ip` answers as that parser does.
+        #[test]
+        fn dotted_quads_agree_with_the_standard_parser(text in "[0-9.:a-f%]{0,18}|[0-9]{1,4}(\\.[0-9]{1,4}){2,4}") {
+            let std_v4: Option<std::net::Ipv4Addr> = text.parse().ok();
+            if let Some(v4) = dotted_quad(text.as_bytes()) {
+                proptest::prop_assert_eq!(Some(v4), std_v4);
+            }
+            let std_ip: Option<IpAddr> = text.split('%').next().unwrap_or("").parse().ok();
+            proptest::prop_assert_eq!(ip(&text), std_ip);
+        }
     }
 
     proptest::proptest! {
