@@ -25,7 +25,7 @@ mod syslog;
 mod template;
 
 pub use common::ParseError;
-pub use parallel::{lines_in_order, parse_in_order};
+pub use parallel::lines_in_order;
 
 use std::borrow::Cow;
 

@@ -9,9 +9,6 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::ops::ControlFlow;
 
-use crate::event::{Event, EventId};
-use crate::parse::{ParseContext, ParseError, Parser};
-
 /// Bytes per chunk (then up to the end of its last line): large enough that channel traffic
 /// is noise (a thousand lines), small enough that the buffers in flight stay a few MiB. Each
 /// of those buffers (chunks, and the callers' output per chunk) is fresh memory the kernel
@@ -29,39 +26,17 @@ struct Chunk {
     text: Vec<u8>,
 }
 
-/// Parses every line of `reader` and calls `fold(acc, line_number, line, result)` on a
-/// worker thread for each, one fresh `A` per chunk of lines; then calls `consume(acc)` on the
-/// calling thread for each chunk, in input order, until it returns `ControlFlow::Break`
-/// (the output is gone, say). Returns the number of lines read.
+/// Calls `fold(acc, line_number, line)` on a worker thread for each line of `reader`, one
+/// fresh `A` per chunk of lines; then calls `consume(acc)` on the calling thread for each
+/// chunk, in input order, until it returns `ControlFlow::Break` (the output is gone, say).
+/// Returns the number of lines read. The fold parses as it needs: `vigie parse` writes
+/// [`crate::parse::Parser::parse_to_ecs_json`]'s JSON, `vigie analyze` reads
+/// [`crate::parse::Parser::parse_borrowed`]'s event; neither builds an owned
+/// [`crate::Event`].
 ///
 /// Lines are numbered from 1, read as bytes and decoded lossily (real logs carry stray
-/// Latin-1 bytes); a trailing `\n` or `\r\n` is removed; a parsed event's id is
-/// `"<source>:<line>"`. Only an I/O error of `reader` stops the run.
-pub fn parse_in_order<A: Default + Send>(
-    source: &str,
-    reader: impl BufRead + Send,
-    parser: &Parser,
-    ctx: &ParseContext,
-    fold: impl Fn(&mut A, u64, &str, Result<Event, ParseError>) + Sync,
-    consume: impl FnMut(A) -> ControlFlow<()>,
-) -> std::io::Result<u64> {
-    lines_in_order(
-        reader,
-        |acc, n, line| {
-            let parsed = parser.parse(line, ctx).map(|mut event| {
-                event.id = EventId::at(source, n);
-                event
-            });
-            fold(acc, n, line, parsed);
-        },
-        consume,
-    )
-}
-
-/// [`parse_in_order`] without the parsing: calls `fold(acc, line_number, line)` on a worker
-/// thread for each line of `reader` (read, numbered and cut as there), then `consume(acc)`
-/// on the calling thread for each chunk, in input order. For callers that do not need an
-/// owned [`Event`] per line (`vigie parse` writes [`Parser::parse_to_ecs_json`]'s JSON).
+/// Latin-1 bytes); a trailing `\n` or `\r\n` is removed. Only an I/O error of `reader`
+/// stops the run.
 pub fn lines_in_order<A: Default + Send>(
     mut reader: impl BufRead + Send,
     fold: impl Fn(&mut A, u64, &str) + Sync,
@@ -184,18 +159,16 @@ pub fn lines_in_order<A: Default + Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::{Format, test_context};
+    use crate::parse::{Format, Parser, test_context};
 
-    fn run(text: &[u8]) -> (u64, Vec<(u64, String, Option<String>)>) {
+    /// Each line with its number, its text and whether it parses, in the order consumed.
+    fn run(text: &[u8]) -> (u64, Vec<(u64, String, bool)>) {
         let parser = Parser::new(&Format::ApacheCommon).unwrap();
         let ctx = test_context("UTC");
         let mut seen = Vec::new();
-        let lines = parse_in_order(
-            "t",
+        let lines = lines_in_order(
             text,
-            &parser,
-            &ctx,
-            |acc: &mut Vec<_>, n, line, parsed| acc.push((n, line.to_owned(), parsed.ok().map(|e| e.id.0))),
+            |acc: &mut Vec<_>, n, line| acc.push((n, line.to_owned(), parser.parse_borrowed(line, &ctx).is_ok())),
             |acc| {
                 seen.extend(acc);
                 ControlFlow::Continue(())
@@ -221,15 +194,13 @@ mod tests {
         let (lines, seen) = run(text.as_bytes());
         assert_eq!(lines, 20_000);
         assert_eq!(seen.len(), 20_000);
-        for (i, (n, line, id)) in seen.iter().enumerate() {
+        for (i, (n, line, parsed)) in seen.iter().enumerate() {
             let n = *n;
             assert_eq!(n, i as u64 + 1);
             if n == 7777 {
-                assert_eq!(line, "not a log line");
-                assert_eq!(id, &None);
+                assert_eq!((line.as_str(), *parsed), ("not a log line", false));
             } else {
-                assert_eq!(line, good, "line {n}");
-                assert_eq!(id.as_deref(), Some(format!("t:{n}").as_str()));
+                assert_eq!((line.as_str(), *parsed), (good, true), "line {n}");
             }
         }
     }
@@ -238,8 +209,6 @@ mod tests {
     fn lines_cut_across_read_blocks_and_chunks_come_back_whole() {
         // A small read buffer cuts lines anywhere; 3 MiB of lines of every length from 0 to
         // 300 bytes make several chunks, with CRLF lines and no final newline.
-        let parser = Parser::new(&Format::ApacheCommon).unwrap();
-        let ctx = test_context("UTC");
         let mut text = Vec::new();
         let mut expected = Vec::new();
         let mut i = 0usize;
@@ -255,12 +224,9 @@ mod tests {
         let reader = std::io::BufReader::with_capacity(4093, text.as_slice());
         let mut seen = Vec::new();
         let mut chunks = 0;
-        let lines = parse_in_order(
-            "t",
+        let lines = lines_in_order(
             reader,
-            &parser,
-            &ctx,
-            |acc: &mut Vec<(u64, String)>, n, line, _| acc.push((n, line.to_owned())),
+            |acc: &mut Vec<(u64, String)>, n, line| acc.push((n, line.to_owned())),
             |acc| {
                 chunks += 1;
                 seen.extend(acc);
@@ -278,17 +244,12 @@ mod tests {
 
     #[test]
     fn a_break_stops_the_run_early() {
-        let parser = Parser::new(&Format::ApacheCommon).unwrap();
-        let ctx = test_context("UTC");
         // 20 MB: far more chunks than the channels hold.
         let text = "x\n".repeat(10_000_000);
         let mut chunks = 0;
-        let lines = parse_in_order(
-            "t",
+        let lines = lines_in_order(
             text.as_bytes(),
-            &parser,
-            &ctx,
-            |_: &mut (), _, _, _| {},
+            |_: &mut (), _, _| {},
             |()| {
                 chunks += 1;
                 ControlFlow::Break(())
