@@ -184,10 +184,13 @@ pub(crate) struct Fields<'a> {
     original: &'a str,
 }
 
-impl<'a> Fields<'a> {
-    pub(crate) fn of_event(e: &'a Event) -> Fields<'a> {
+/// The [`Fields`] of `$e`, an [`Event`] or a [`LineEvent`] (the same field names, text as
+/// `String` or `Cow`), with `$id` as its event id.
+macro_rules! fields_of {
+    ($e:expr, $id:expr) => {{
+        let e = $e;
         Fields {
-            id: e.id.as_str(),
+            id: $id,
             timestamp: e.timestamp,
             category: e.category,
             source_ip: e.source_ip,
@@ -213,37 +216,17 @@ impl<'a> Fields<'a> {
             school_uai: e.school_uai.as_deref(),
             original: &e.original,
         }
+    }};
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn of_event(e: &'a Event) -> Fields<'a> {
+        fields_of!(e, e.id.as_str())
     }
 
     /// The fields of a parsed line, whose event id (left empty by the parser) is `id`.
     pub(crate) fn of_line(e: &'a LineEvent<'_>, id: &'a str) -> Fields<'a> {
-        Fields {
-            id,
-            timestamp: e.timestamp,
-            category: e.category,
-            source_ip: e.source_ip,
-            user_name: e.user_name.as_deref(),
-            dataset: &e.dataset,
-            action: e.action.as_deref(),
-            source_port: e.source_port,
-            destination_ip: e.destination_ip,
-            destination_port: e.destination_port,
-            transport: e.transport.as_deref(),
-            http_method: e.http_method.as_deref(),
-            http_version: e.http_version.as_deref(),
-            http_status: e.http_status,
-            http_referrer: e.http_referrer.as_deref(),
-            url_path: e.url_path.as_deref(),
-            url_query: e.url_query.as_deref(),
-            user_agent: e.user_agent.as_deref(),
-            observer_hostname: e.observer_hostname.as_deref(),
-            observer_ingress_interface: e.observer_ingress_interface.as_deref(),
-            rule_name: e.rule_name.as_deref(),
-            log_level: e.log_level.as_deref(),
-            message: e.message.as_deref(),
-            school_uai: e.school_uai.as_deref(),
-            original: &e.original,
-        }
+        fields_of!(e, id)
     }
 }
 
