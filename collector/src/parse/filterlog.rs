@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use super::ParseContext;
 use std::borrow::Cow;
 
-use super::common::{ParseError, ip, transport_name};
+use super::common::{ParseError, ip, port, transport_name};
 use super::syslog;
 use crate::Category;
 use crate::event::LineEvent;
@@ -108,11 +108,11 @@ pub(crate) fn parse<'a>(line: &'a str, ctx: &ParseContext) -> Result<LineEvent<'
     ev.source_ip = Some(addr(src_at)?);
     ev.destination_ip = Some(addr(src_at + 1)?);
     if proto == "tcp" || proto == "udp" {
-        let port = |i: usize| -> Result<u16, ParseError> {
-            get(i, "a port number")?.parse().map_err(|_| ParseError::at(DATASET, text, column_of(i), "a port number"))
+        let port_at = |i: usize| -> Result<u16, ParseError> {
+            port(get(i, "a port number")?).ok_or_else(|| ParseError::at(DATASET, text, column_of(i), "a port number"))
         };
-        ev.source_port = Some(port(src_at + 2)?);
-        ev.destination_port = Some(port(src_at + 3)?);
+        ev.source_port = Some(port_at(src_at + 2)?);
+        ev.destination_port = Some(port_at(src_at + 3)?);
     }
     ev.transport = Some(proto);
     Ok(ev)

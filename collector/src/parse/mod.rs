@@ -25,6 +25,7 @@ mod syslog;
 mod template;
 
 pub use common::ParseError;
+pub(crate) use common::civil_from_days;
 pub use parallel::lines_in_order;
 
 use std::borrow::Cow;

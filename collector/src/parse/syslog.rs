@@ -148,6 +148,13 @@ fn rfc5424(input: &str) -> Res<'_, Envelope<'_>> {
     Ok((rest, Envelope { priority: None, time, hostname, app, procid }))
 }
 
+/// `text` up to its first space, or all of it: a byte loop, for words of a few bytes (a
+/// `char` searcher set up per word was 2.5 % of a netfilter line).
+fn first_word(text: &str) -> &str {
+    let end = text.bytes().position(|b| b == b' ').unwrap_or(text.len());
+    &text[..end]
+}
+
 /// `TAG:` or `TAG[pid]:` followed by a space or the end.
 fn tag_token(token: &str) -> Option<(&str, Option<&str>)> {
     let name = token.strip_suffix(':')?;
@@ -163,7 +170,7 @@ fn bsd<'a>(ctx: &ParseContext) -> impl FnMut(&'a str) -> Res<'a, Envelope<'a>> +
             (context("a syslog time (Mmm dd hh:mm:ss or RFC 3339)", alt((bsd_time(ctx), common::rfc3339))), space1)
                 .parse(input)?;
         let mut env = Envelope { priority: None, time: Some(time), hostname: None, app: None, procid: None };
-        let first = rest.split(' ').next().unwrap_or("");
+        let first = first_word(rest);
         if let Some((app, pid)) = tag_token(first) {
             // BSD mode (pfSense, or a local file without hostname): the tag follows the time.
             env.app = Some(app);
@@ -175,7 +182,7 @@ fn bsd<'a>(ctx: &ParseContext) -> impl FnMut(&'a str) -> Res<'a, Envelope<'a>> +
         }
         env.hostname = Some(first);
         let rest = rest[first.len()..].trim_start_matches(' ');
-        let second = rest.split(' ').next().unwrap_or("");
+        let second = first_word(rest);
         if let Some((app, pid)) = tag_token(second) {
             env.app = Some(app);
             env.procid = pid;
