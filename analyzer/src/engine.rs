@@ -270,8 +270,19 @@ impl Engine {
             None => {
                 while self.live >= self.max_keys {
                     let Some((_, oldest)) = self.pop_oldest() else { break };
-                    let rule = self.slots[oldest].rule.map_or("?", |r| self.rules.rules()[r].id.as_ref());
-                    tracing::debug!(rule, key = %self.slots[oldest].key, max_keys = self.max_keys, "analyzer key evicted");
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        let evicted = &self.slots[oldest];
+                        let key_ref = match &evicted.key {
+                            SlotKey::Ip(ip) => KeyRef::Ip(*ip),
+                            SlotKey::Text(text) => KeyRef::Text(text),
+                        };
+                        // The key as detections write it (`source.ip=…`), not the bare address.
+                        let (rule, key) = match evicted.rule.map(|r| &self.rules.rules()[r]) {
+                            Some(rule) => (rule.id.as_ref(), rule.key_text(key_ref)),
+                            None => ("?", evicted.key.to_string()),
+                        };
+                        tracing::debug!(rule, %key, max_keys = self.max_keys, "analyzer key evicted");
+                    }
                     self.release(oldest);
                     self.stats.evicted_keys += 1;
                 }
@@ -591,6 +602,35 @@ rules:
         // b's first failure was forgotten: two more do not reach three.
         assert!(run(&mut e, &[(5, b, 401, "/"), (6, b, 401, "/")]).is_empty());
         assert_eq!(e.stats().evicted_keys, 2, "b came back and pushed out the oldest");
+    }
+
+    #[test]
+    fn an_evicted_key_is_logged_as_detections_write_it() {
+        #[derive(Clone, Default)]
+        struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Log {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let mut e = Engine::with_max_keys(rules(RULES), 1);
+            run(&mut e, &[(0, "192.0.2.1", 401, "/"), (1, "192.0.2.2", 401, "/")]);
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("analyzer key evicted"), "{text}");
+        assert!(text.contains("key=source.ip=192.0.2.1"), "{text}");
     }
 
     #[test]
