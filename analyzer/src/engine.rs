@@ -96,11 +96,11 @@ enum SlotKey {
     Text(Box<str>),
 }
 
-impl std::fmt::Display for SlotKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl SlotKey {
+    fn as_ref(&self) -> KeyRef<'_> {
         match self {
-            SlotKey::Ip(ip) => ip.fmt(f),
-            SlotKey::Text(text) => f.write_str(text),
+            SlotKey::Ip(ip) => KeyRef::Ip(*ip),
+            SlotKey::Text(text) => KeyRef::Text(text),
         }
     }
 }
@@ -270,18 +270,13 @@ impl Engine {
             None => {
                 while self.live >= self.max_keys {
                     let Some((_, oldest)) = self.pop_oldest() else { break };
-                    if tracing::enabled!(tracing::Level::DEBUG) {
-                        let evicted = &self.slots[oldest];
-                        let key_ref = match &evicted.key {
-                            SlotKey::Ip(ip) => KeyRef::Ip(*ip),
-                            SlotKey::Text(text) => KeyRef::Text(text),
-                        };
+                    // A live slot always has its rule.
+                    if tracing::enabled!(tracing::Level::DEBUG)
+                        && let Some(rule) = self.slots[oldest].rule.map(|r| &self.rules.rules()[r])
+                    {
                         // The key as detections write it (`source.ip=…`), not the bare address.
-                        let (rule, key) = match evicted.rule.map(|r| &self.rules.rules()[r]) {
-                            Some(rule) => (rule.id.as_ref(), rule.key_text(key_ref)),
-                            None => ("?", evicted.key.to_string()),
-                        };
-                        tracing::debug!(rule, %key, max_keys = self.max_keys, "analyzer key evicted");
+                        let key = rule.key_text(self.slots[oldest].key.as_ref());
+                        tracing::debug!(rule = rule.id.as_ref(), %key, max_keys = self.max_keys, "analyzer key evicted");
                     }
                     self.release(oldest);
                     self.stats.evicted_keys += 1;
