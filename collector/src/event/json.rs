@@ -9,8 +9,10 @@
 //! truncating the buffer instead of tested field by field first (except the groups most
 //! events leave empty, enrichment and firewall fields, skipped on a test of their fields
 //! rather than written and truncated), integers through `itoa`,
-//! `url.original` written from path and query without joining them first, and strings
-//! scanned for characters to escape 32 bytes at a time (a log line rarely has any).
+//! `url.original` written from path and query without joining them first, strings scanned
+//! for characters to escape 32 bytes at a time (a log line rarely has any), and the strings
+//! that are slices of the original line (most of them) not scanned at all: the line's own
+//! scan said where its bytes to escape are.
 
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -22,7 +24,7 @@ use crate::parse::civil_from_days;
 /// [`super::Event::write_ecs_json`] writes of the event [`LineEvent::into_event`] makes.
 pub(crate) fn write(event: &LineEvent<'_>, out: &mut Vec<u8>) {
     let e = event;
-    let mut w = Writer { out, first: true };
+    let mut w = Writer { out, first: true, original: Original::default() };
     w.out.push(b'{');
     w.key(b"\"@timestamp\":");
     w.out.push(b'"');
@@ -46,7 +48,7 @@ pub(crate) fn write(event: &LineEvent<'_>, out: &mut Vec<u8>) {
         w.key(b"\"timezone_offset_seconds\":");
         w.out.extend_from_slice(itoa::Buffer::new().format(offset).as_bytes());
     }
-    w.string(b"\"original\":", Some(&e.original));
+    w.original(&e.original);
     w.close(event);
 
     let source = w.open(b"\"source\":{");
@@ -105,12 +107,12 @@ pub(crate) fn write(event: &LineEvent<'_>, out: &mut Vec<u8>) {
         w.key(b"\"original\":");
         w.out.push(b'"');
         let path_start = w.out.len();
-        escape(w.out, path.as_bytes());
+        w.text(path.as_bytes());
         let path_escaped = path_start..w.out.len();
         let query_escaped = e.url_query.as_ref().map(|query| {
             w.out.push(b'?');
             let query_start = w.out.len();
-            escape(w.out, query.as_bytes());
+            w.text(query.as_bytes());
             query_start..w.out.len()
         });
         w.out.push(b'"');
@@ -209,6 +211,53 @@ fn timestamp(out: &mut Vec<u8>, at: jiff::Timestamp) {
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
+    /// The original line once written, for the fields that are slices of it.
+    original: Original,
+}
+
+/// Where the original line is in memory and where it had bytes to escape: nearly every other
+/// string of a parsed event (address, path, user agent, rule name...) is a slice of that
+/// line, and such a slice needs an escape exactly where the line had one in its range. A
+/// slice with none in its range is copied as it is, without a second scan. Past
+/// [`Original::KEPT`] escapes, slices are scanned as any string is.
+#[derive(Default)]
+struct Original {
+    /// The line's address and length (empty until it is written).
+    start: usize,
+    len: usize,
+    /// The offsets in the line of its first `count` bytes to escape (ascending).
+    escapes: [u32; Original::KEPT],
+    count: usize,
+    /// More escapes than kept: every slice is scanned.
+    overflow: bool,
+}
+
+impl Original {
+    /// Escapes noted; an Apache line has six quotes, a firewall line usually none.
+    const KEPT: usize = 16;
+
+    fn note(&mut self, at: usize) {
+        match u32::try_from(at) {
+            Ok(at) if self.count < Self::KEPT => {
+                self.escapes[self.count] = at;
+                self.count += 1;
+            }
+            _ => self.overflow = true,
+        }
+    }
+
+    /// Whether `text` lies within the line and holds none of its bytes to escape. Only
+    /// addresses are compared: a string that is not a slice of the line is another live
+    /// allocation (or empty), so it cannot fall inside the line's bytes.
+    #[inline(always)]
+    fn clean_slice(&self, text: &[u8]) -> bool {
+        let offset = (text.as_ptr() as usize).wrapping_sub(self.start);
+        if self.overflow || offset > self.len || text.len() > self.len - offset {
+            return false;
+        }
+        let end = offset + text.len();
+        !self.escapes[..self.count].iter().any(|&at| (offset..end).contains(&(at as usize)))
+    }
 }
 
 /// Where an opened object began, to undo it if it stays empty.
@@ -254,9 +303,30 @@ impl Writer<'_> {
         if let Some(value) = value {
             self.key(key);
             self.out.push(b'"');
-            escape(self.out, value.as_bytes());
+            self.text(value.as_bytes());
             self.out.push(b'"');
         }
+    }
+
+    /// `text` escaped; copied as it is when it is a slice of the original line without a
+    /// byte to escape.
+    #[inline(always)]
+    fn text(&mut self, text: &[u8]) {
+        if self.original.clean_slice(text) {
+            self.out.extend_from_slice(text);
+        } else {
+            escape(self.out, text);
+        }
+    }
+
+    /// `event.original`: escaped, noting where, for [`Writer::text`].
+    fn original(&mut self, line: &str) {
+        self.key(b"\"original\":");
+        self.out.push(b'"');
+        let mut original = Original { start: line.as_ptr() as usize, len: line.len(), ..Original::default() };
+        escape_noting(self.out, line.as_bytes(), |at| original.note(at));
+        self.original = original;
+        self.out.push(b'"');
     }
 
     /// A string member whose value is the already escaped text at `escaped` in the output.
@@ -393,11 +463,19 @@ fn escape_lanes(word: u64) -> u64 {
 /// Escapes the bytes of the eight at `text[start..]` that `lanes` marks (as
 /// [`escape_lanes`] does), copying the clean text since `*clean` before each.
 #[inline(always)]
-fn escape_lanes_of(out: &mut Vec<u8>, text: &[u8], start: usize, mut lanes: u64, clean: &mut usize) {
+fn escape_lanes_of(
+    out: &mut Vec<u8>,
+    text: &[u8],
+    start: usize,
+    mut lanes: u64,
+    clean: &mut usize,
+    note: &mut impl FnMut(usize),
+) {
     while lanes != 0 {
         let at = start + lanes.trailing_zeros() as usize / 8;
         out.extend_from_slice(&text[*clean..at]);
         write_escape(out, text[at]);
+        note(at);
         *clean = at + 1;
         lanes &= lanes - 1;
     }
@@ -420,12 +498,17 @@ fn word_at(text: &[u8], start: usize) -> u64 {
 /// into a padded block made each string wait on a store-forwarding stall (a third of this
 /// function's time).
 fn escape(out: &mut Vec<u8>, text: &[u8]) {
+    escape_noting(out, text, |_| {});
+}
+
+/// [`escape`], calling `note` with the offset of each byte it escapes, in order.
+fn escape_noting(out: &mut Vec<u8>, text: &[u8], mut note: impl FnMut(usize)) {
     let mut clean = 0; // text[clean..] is still to copy
     let mut i = 0;
     while let Some(block) = text.get(i..i + BLOCK) {
         if block_needs_escape(block.try_into().expect("a whole block")) {
             for start in (i..i + BLOCK).step_by(LANES) {
-                escape_lanes_of(out, text, start, escape_lanes(word_at(text, start)), &mut clean);
+                escape_lanes_of(out, text, start, escape_lanes(word_at(text, start)), &mut clean, &mut note);
             }
         }
         i += BLOCK;
@@ -441,7 +524,7 @@ fn escape(out: &mut Vec<u8>, text: &[u8]) {
             let start = i.min(text.len() - LANES);
             // Lanes below `i` were done by the previous word.
             let lanes = escape_lanes(word_at(text, start)) & (u64::MAX << ((i - start) * 8));
-            escape_lanes_of(out, text, start, lanes, &mut clean);
+            escape_lanes_of(out, text, start, lanes, &mut clean, &mut note);
             i = start + LANES;
         }
     } else {
@@ -449,6 +532,7 @@ fn escape(out: &mut Vec<u8>, text: &[u8]) {
             if escaped_byte(byte) {
                 out.extend_from_slice(&text[clean..at]);
                 write_escape(out, byte);
+                note(at);
                 clean = at + 1;
             }
         }
@@ -491,6 +575,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use std::borrow::Cow;
 
     fn printed_ip(ip: IpAddr) -> String {
         let mut out = Vec::new();
@@ -694,5 +779,58 @@ mod tests {
         fn escapes_any_text_like_serde_json(text in r#"[ -~\\"\x00-\x1f\x7fé日\x{10348}]{0,100}"#) {
             proptest::prop_assert_eq!(escaped(&text), serde_escaped(&text));
         }
+
+        /// Fields that are slices of the original line, over or beside its bytes to escape
+        /// (fewer or more than `Original::KEPT` of them), and fields that are not: the same
+        /// document as the owned event's, every string scanned.
+        #[test]
+        fn slices_of_the_original_are_written_like_any_string(
+            original in r#"[a-z "\\\x01\té]{0,60}"#,
+            cuts in proptest::collection::vec((0usize..61, 0usize..61), 6),
+            separate in "[a-z\"]{0,5}",
+        ) {
+            let boundaries: Vec<usize> = (0..=original.len()).filter(|&i| original.is_char_boundary(i)).collect();
+            let slices: Vec<Cow<'_, str>> = cuts
+                .iter()
+                .map(|&(a, b)| {
+                    let (a, b) = (boundaries[a % boundaries.len()], boundaries[b % boundaries.len()]);
+                    Cow::Borrowed(&original[a.min(b)..a.max(b)])
+                })
+                .collect();
+            let event = LineEvent {
+                original: Cow::Borrowed(&original),
+                user_agent: Some(slices[0].clone()),
+                url_path: Some(slices[1].clone()),
+                url_query: Some(slices[2].clone()),
+                http_referrer: Some(slices[3].clone()),
+                rule_name: Some(slices[4].clone()),
+                observer_hostname: Some(slices[5].clone()),
+                message: Some(Cow::Owned(separate)),
+                ..LineEvent::default()
+            };
+            let mut written = Vec::new();
+            write(&event, &mut written);
+            let mut owned = Vec::new();
+            event.into_event().write_ecs_json(&mut owned);
+            proptest::prop_assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(owned).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_slice_is_clean_only_away_from_the_line_escapes() {
+        let line = "a\"bc\\d";
+        let mut original = Original { start: line.as_ptr() as usize, len: line.len(), ..Original::default() };
+        escape_noting(&mut Vec::new(), line.as_bytes(), |at| original.note(at));
+        assert_eq!(original.escapes[..original.count], [1, 4]);
+        assert!(original.clean_slice(&line.as_bytes()[2..4]));
+        assert!(original.clean_slice(&line.as_bytes()[5..]));
+        assert!(!original.clean_slice(&line.as_bytes()[1..2]));
+        assert!(!original.clean_slice(&line.as_bytes()[3..5]));
+        assert!(!original.clean_slice(String::from("bc").as_bytes()), "not a slice of the line");
+        for at in 0..Original::KEPT {
+            original.note(at);
+        }
+        assert!(original.overflow);
+        assert!(!original.clean_slice(&line.as_bytes()[2..4]), "past KEPT escapes, every slice is scanned");
     }
 }
