@@ -164,11 +164,33 @@ fn tag_token(token: &str) -> Option<(&str, Option<&str>)> {
     (!name.is_empty() && !name.contains(['[', ']', '='])).then_some((name, None))
 }
 
+/// The time at the start of a BSD header and the blanks after it, read in place when it is
+/// `Mmm dd hh:mm:ss` (every RFC 3164 line): what the nom expression in [`bsd`] finds, without
+/// its combinators, a fifth of a firewall line's envelope. `None` for anything else, left to
+/// that expression to parse or to report.
+fn bsd_time_and_blanks<'a>(input: &'a str, ctx: &ParseContext) -> Option<(&'a str, (Timestamp, i32))> {
+    let (rest, date, time) = bsd_time_in_place(input)?;
+    let blanks = rest.bytes().take_while(|&b| b == b' ' || b == b'\t').count();
+    if blanks == 0 {
+        return None;
+    }
+    let resolved = common::yearless(input, date, time, ctx.now, &ctx.time_zone).ok()?;
+    Some((&rest[blanks..], resolved))
+}
+
 fn bsd<'a>(ctx: &ParseContext) -> impl FnMut(&'a str) -> Res<'a, Envelope<'a>> + '_ {
     move |input: &'a str| {
-        let (rest, (time, _)) =
-            (context("a syslog time (Mmm dd hh:mm:ss or RFC 3339)", alt((bsd_time(ctx), common::rfc3339))), space1)
-                .parse(input)?;
+        let (rest, time) = match bsd_time_and_blanks(input, ctx) {
+            Some(found) => found,
+            None => {
+                let (rest, (time, _)) = (
+                    context("a syslog time (Mmm dd hh:mm:ss or RFC 3339)", alt((bsd_time(ctx), common::rfc3339))),
+                    space1,
+                )
+                    .parse(input)?;
+                (rest, time)
+            }
+        };
         let mut env = Envelope { priority: None, time: Some(time), hostname: None, app: None, procid: None };
         let first = first_word(rest);
         if let Some((app, pid)) = tag_token(first) {
@@ -194,7 +216,8 @@ fn bsd<'a>(ctx: &ParseContext) -> impl FnMut(&'a str) -> Res<'a, Envelope<'a>> +
 
 /// Parses the envelope at the start of `input` and returns the message that follows.
 pub(crate) fn envelope<'a>(input: &'a str, ctx: &ParseContext) -> Res<'a, Envelope<'a>> {
-    let (rest, pri) = opt(priority).parse(input)?;
+    // Most lines in files have no `<PRI>`: no failing parser (and its error) for them.
+    let (rest, pri) = if input.starts_with('<') { opt(priority).parse(input)? } else { (input, None) };
     let (rest, mut env) = if pri.is_some() && rest.starts_with("1 ") { rfc5424(rest)? } else { bsd(ctx)(rest)? };
     env.priority = pri;
     Ok((rest, env))
