@@ -486,7 +486,7 @@ fn hex_groups(text: &[u8]) -> Option<std::net::Ipv6Addr> {
 /// numbers up to 255 separated by dots, no leading zero), read in one pass; `None` for
 /// anything else, which then goes to that parser. Nearly every address in a log is such a
 /// quad, and the general parser tries IPv4 then IPv6 with more checks per byte.
-fn dotted_quad(text: &[u8]) -> Option<std::net::Ipv4Addr> {
+pub(crate) fn dotted_quad(text: &[u8]) -> Option<std::net::Ipv4Addr> {
     let digit = |at: usize| text.get(at).map(|b| b.wrapping_sub(b'0')).filter(|d| *d < 10);
     let mut octets = [0u8; 4];
     let mut at = 0;

@@ -150,6 +150,10 @@ pub(crate) enum Item {
 #[derive(Debug, Clone)]
 pub(crate) struct Template {
     items: Vec<Item>,
+    /// For each field item, its number among the fields: where its span is kept (literals
+    /// have none, and a span per item spilled `combined`'s 18 items to the heap per line).
+    slots: Vec<usize>,
+    fields: usize,
     dataset: &'static str,
 }
 
@@ -174,6 +178,7 @@ struct Span<'a> {
 
 struct Search<'a> {
     line: &'a str,
+    /// One per field (see [`Template::slots`]): inline for any preset (9 for `combined`).
     spans: SmallVec<[Span<'a>; 16]>,
     budget: u32,
     /// Set on the second pass over a line that did not match: the matcher then also tracks
@@ -202,7 +207,29 @@ impl Template {
                 (_, item) => merged.push(item),
             }
         }
-        Template { items: merged, dataset }
+        let mut fields = 0;
+        let slots = merged
+            .iter()
+            .map(|item| {
+                let slot = fields;
+                fields += usize::from(matches!(item, Item::Field(..)));
+                slot
+            })
+            .collect();
+        Template { items: merged, slots, fields, dataset }
+    }
+
+    /// The spans of a search over this template: one per field, all empty.
+    fn empty_spans<'a>(&self) -> SmallVec<[Span<'a>; 16]> {
+        smallvec::smallvec![Span::default(); self.fields]
+    }
+
+    /// The field items, in order: what the spans are of.
+    fn field_items(&self) -> impl Iterator<Item = (&Field, &String)> {
+        self.items.iter().filter_map(|item| match item {
+            Item::Field(field, directive) => Some((field, directive)),
+            Item::Literal(_) => None,
+        })
     }
 
     #[cfg(test)]
@@ -219,7 +246,7 @@ impl Template {
         let text = line.trim_end_matches(['\r', '\n']);
         let mut search = Search {
             line: text,
-            spans: smallvec::smallvec![Span::default(); self.items.len()],
+            spans: self.empty_spans(),
             budget: STEP_BUDGET,
             diagnose: false,
             furthest: (0, String::new()),
@@ -249,17 +276,18 @@ impl Template {
         };
         let mut body_bytes = None;
         let mut sent_bytes = None;
-        for (item, span) in self.items.iter().zip(&search.spans) {
-            if let Item::Field(field, directive) = item {
-                if let Some(at) = span.time {
-                    set_time(&mut ev, at);
-                    continue;
-                }
-                // The span is a slice of `text`: its offset gives the error column.
-                let offset = span.text.as_ptr() as usize - text.as_ptr() as usize;
-                apply(field, span.text, &mut ev, ctx, &mut body_bytes, &mut sent_bytes)
-                    .map_err(|what| ParseError::at(self.dataset, text, offset, format!("{what} for {directive}")))?;
+        // A line without a backslash has no escape to undo in any field: one search of the
+        // line instead of one per quoted field.
+        let plain = memchr::memchr(b'\\', text.as_bytes()).is_none();
+        for ((field, directive), span) in self.field_items().zip(&search.spans) {
+            if let Some(at) = span.time {
+                set_time(&mut ev, at);
+                continue;
             }
+            // The span is a slice of `text`: its offset gives the error column.
+            let offset = span.text.as_ptr() as usize - text.as_ptr() as usize;
+            apply(field, span.text, plain, &mut ev, ctx, &mut body_bytes, &mut sent_bytes)
+                .map_err(|what| ParseError::at(self.dataset, text, offset, format!("{what} for {directive}")))?;
         }
         ev.destination_bytes = sent_bytes.or(body_bytes);
         Ok(ev)
@@ -300,7 +328,7 @@ impl Template {
                         break;
                     }
                     let Some((end, time)) = found else { return false };
-                    search.spans[idx] = Span { text: &rest[..end], time };
+                    search.spans[self.slots[idx]] = Span { text: &rest[..end], time };
                     pos += end;
                 }
             }
@@ -376,7 +404,7 @@ impl Template {
                         Plausible::Yes => None,
                         Plausible::Time(at) => Some(at),
                     };
-                    search.spans[idx] = Span { text: candidate, time };
+                    search.spans[self.slots[idx]] = Span { text: candidate, time };
                     if self.matches(idx + 1, pos + end, search) {
                         return true;
                     }
@@ -498,14 +526,23 @@ fn number<T: std::str::FromStr>(text: &str) -> Result<Option<T>, &'static str> {
 fn apply<'a>(
     field: &Field,
     text: &'a str,
+    plain: bool,
     ev: &mut LineEvent<'a>,
     ctx: &ParseContext,
     body_bytes: &mut Option<u64>,
     sent_bytes: &mut Option<u64>,
 ) -> Result<(), &'static str> {
+    // `plain`: the line has no backslash, so no field has an escape to undo.
+    let unescape = |t: &'a str| if plain { Cow::Borrowed(t) } else { unescape(t) };
     match field {
         Field::ClientHost => {
             if let Some(t) = dash_none(text) {
+                // Nearly always a bare IPv4 address: read before looking for a port (what
+                // the split then finds of such an address: no port, the whole text).
+                if let Some(v4) = common::dotted_quad(t.as_bytes()) {
+                    ev.source_ip = Some(std::net::IpAddr::V4(v4));
+                    return Ok(());
+                }
                 let (host, port) = split_host_port(t);
                 if let Some(addr) = ip(host) {
                     ev.source_ip = Some(addr);
@@ -558,7 +595,7 @@ fn apply<'a>(
                 // A format with only part of a date (`%{%H}t`) adds nothing usable.
             }
         }
-        Field::Request => apply_request(text, ev),
+        Field::Request => apply_request(text, plain, ev),
         Field::Method => ev.http_method = dash_none(text).map(Cow::Borrowed),
         Field::Path => ev.url_path = dash_none(text).map(unescape),
         Field::PathWithQuery => {
@@ -604,10 +641,10 @@ fn set_time(ev: &mut LineEvent<'_>, (ts, off): (Timestamp, i32)) {
 ///
 /// Lines that are not requests (`-` for a 408, TLS bytes sent to a plain port, an empty
 /// string) are kept as the original only: the status still says what happened.
-fn apply_request<'a>(text: &'a str, ev: &mut LineEvent<'a>) {
+fn apply_request<'a>(text: &'a str, plain: bool, ev: &mut LineEvent<'a>) {
     let Some(t) = dash_none(text) else { return };
     // The fields are slices of the request, borrowed from the line unless it had escapes.
-    match unescape(t) {
+    match if plain { Cow::Borrowed(t) } else { unescape(t) } {
         Cow::Borrowed(t) => apply_unescaped_request(t, ev, Cow::Borrowed),
         Cow::Owned(t) => apply_unescaped_request(&t, ev, |s| Cow::Owned(s.to_owned())),
     }
@@ -716,7 +753,7 @@ mod tests {
     fn both_walks(t: &Template, line: &str) -> (bool, bool) {
         let new_search = || Search {
             line,
-            spans: smallvec::smallvec![Span::default(); t.items.len()],
+            spans: t.empty_spans(),
             budget: STEP_BUDGET,
             diagnose: false,
             furthest: (0, String::new()),
@@ -725,9 +762,7 @@ mod tests {
             search
                 .spans
                 .iter()
-                .zip(&t.items)
-                .filter(|(_, item)| matches!(item, Item::Field(..)))
-                .map(|(s, _)| (s.text.as_ptr() as usize - line.as_ptr() as usize, s.text.to_owned(), s.time))
+                .map(|s| (s.text.as_ptr() as usize - line.as_ptr() as usize, s.text.to_owned(), s.time))
                 .collect::<Vec<_>>()
         };
         let mut first = new_search();
@@ -791,20 +826,20 @@ mod tests {
     #[test]
     fn request_forms() {
         let mut ev = LineEvent::default();
-        apply_request("GET /a b?x=1 HTTP/1.1", &mut ev);
+        apply_request("GET /a b?x=1 HTTP/1.1", true, &mut ev);
         assert_eq!(
             (ev.http_method.as_deref(), ev.url_path.as_deref(), ev.url_query.as_deref()),
             (Some("GET"), Some("/a b"), Some("x=1"))
         );
         assert_eq!(ev.http_version.as_deref(), Some("1.1"));
         let mut ev = LineEvent::default();
-        apply_request("GET http://example.com/p?q HTTP/1.0", &mut ev);
+        apply_request("GET http://example.com/p?q HTTP/1.0", true, &mut ev);
         assert_eq!((ev.url_path.as_deref(), ev.url_query.as_deref()), (Some("/p"), Some("q")));
         let mut ev = LineEvent::default();
-        apply_request(r"\x16\x03\x01", &mut ev);
+        apply_request(r"\x16\x03\x01", false, &mut ev);
         assert_eq!(ev.http_method, None);
         let mut ev = LineEvent::default();
-        apply_request("GET /old", &mut ev);
+        apply_request("GET /old", false, &mut ev);
         assert_eq!((ev.url_path.as_deref(), ev.http_version.as_deref()), (Some("/old"), None));
     }
 }
