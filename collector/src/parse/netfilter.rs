@@ -227,33 +227,32 @@ pub(crate) fn parse<'a>(line: &'a str, ctx: &ParseContext) -> Result<LineEvent<'
         }
         let bad = |what: &'static str| {
             let at = value.as_ptr() as usize - text.as_ptr() as usize;
-            ParseError::at(DATASET, text, at, what)
+            Some(ParseError::at(DATASET, text, at, what))
         };
-        // Byte patterns: a few compares, where string patterns call `memcmp` per key.
-        let applied = match *key.as_bytes() {
-            [b'I', b'N'] => {
-                ev.observer_ingress_interface = (!value.is_empty()).then_some(Cow::Borrowed(value));
-                Ok(())
-            }
-            [b'S', b'R', b'C'] => {
-                ip(value).map(|a| ev.source_ip = Some(a)).ok_or_else(|| bad("an IP address after SRC="))
-            }
-            [b'D', b'S', b'T'] => {
-                ip(value).map(|a| ev.destination_ip = Some(a)).ok_or_else(|| bad("an IP address after DST="))
-            }
-            [b'S', b'P', b'T'] => {
-                port(value).map(|p| ev.source_port = Some(p)).ok_or_else(|| bad("a port number after SPT="))
-            }
-            [b'D', b'P', b'T'] => {
-                port(value).map(|p| ev.destination_port = Some(p)).ok_or_else(|| bad("a port number after DPT="))
-            }
-            [b'P', b'R', b'O', b'T', b'O'] => {
-                ev.transport = Some(transport_name(value));
-                Ok(())
-            }
-            _ => Ok(()),
-        };
-        bad_value = applied.err();
+        // Byte patterns: a few compares, where string patterns call `memcmp` per key. Only
+        // an error is stored: writing a `Result` back for each of a line's ~15 pairs was a
+        // third of this closure.
+        match *key.as_bytes() {
+            [b'I', b'N'] => ev.observer_ingress_interface = (!value.is_empty()).then_some(Cow::Borrowed(value)),
+            [b'S', b'R', b'C'] => match ip(value) {
+                Some(a) => ev.source_ip = Some(a),
+                None => bad_value = bad("an IP address after SRC="),
+            },
+            [b'D', b'S', b'T'] => match ip(value) {
+                Some(a) => ev.destination_ip = Some(a),
+                None => bad_value = bad("an IP address after DST="),
+            },
+            [b'S', b'P', b'T'] => match port(value) {
+                Some(p) => ev.source_port = Some(p),
+                None => bad_value = bad("a port number after SPT="),
+            },
+            [b'D', b'P', b'T'] => match port(value) {
+                Some(p) => ev.destination_port = Some(p),
+                None => bad_value = bad("a port number after DPT="),
+            },
+            [b'P', b'R', b'O', b'T', b'O'] => ev.transport = Some(transport_name(value)),
+            _ => {}
+        }
     });
     if let Err(at) = shape {
         let at = text.len() - body.len() + at;
