@@ -6,9 +6,9 @@
 //! left out, the same string escapes (RFC 8259 §7: `\"`, `\\`, the short forms of `\b \f \n
 //! \r \t`, `\u00XX` for the other control characters, everything else as is). What makes it
 //! faster than the generic serializer: keys written as constants, empty objects undone by
-//! truncating the buffer instead of tested field by field first (except the groups most
-//! events leave empty, enrichment and firewall fields, skipped on a test of their fields
-//! rather than written and truncated), integers through `itoa`,
+//! truncating the buffer instead of tested field by field first (except the groups many
+//! events leave empty, enrichment, firewall and web fields, skipped on a test of their
+//! fields rather than written and truncated), integers through `itoa`,
 //! `url.original` written from path and query without joining them first, strings scanned
 //! for characters to escape 32 bytes at a time (a log line rarely has any), and the strings
 //! that are slices of the original line (most of them) not scanned at all: the line's own
@@ -34,14 +34,13 @@ pub(crate) fn write(event: &LineEvent<'_>, out: &mut Vec<u8>) {
     let event = w.open(b"\"event\":{");
     w.string(b"\"id\":", Some(&e.id));
     w.string(b"\"dataset\":", Some(&e.dataset));
-    w.string(
-        b"\"category\":",
-        Some(match e.category {
-            Category::Web => "web",
-            Category::Network => "network",
-            Category::Diagnostic => "diagnostic",
-        }),
-    );
+    // Constants with nothing to escape.
+    w.key(b"\"category\":");
+    w.out.extend_from_slice(match e.category {
+        Category::Web => b"\"web\"",
+        Category::Network => b"\"network\"",
+        Category::Diagnostic => b"\"diagnostic\"",
+    });
     w.string(b"\"action\":", e.action.as_deref());
     w.unsigned(b"\"duration\":", e.duration_ns);
     if let Some(offset) = e.utc_offset_seconds {
@@ -91,45 +90,52 @@ pub(crate) fn write(event: &LineEvent<'_>, out: &mut Vec<u8>) {
         w.close(user);
     }
 
-    let http = w.open(b"\"http\":{");
-    let request = w.open(b"\"request\":{");
-    w.string(b"\"method\":", e.http_method.as_deref());
-    w.string(b"\"referrer\":", e.http_referrer.as_deref());
-    w.close(request);
-    let response = w.open(b"\"response\":{");
-    w.unsigned(b"\"status_code\":", e.http_status.map(u64::from));
-    w.close(response);
-    w.string(b"\"version\":", e.http_version.as_deref());
-    w.close(http);
-
-    let url = w.open(b"\"url\":{");
-    if let Some(path) = &e.url_path {
-        w.key(b"\"original\":");
-        w.out.push(b'"');
-        let path_start = w.out.len();
-        w.text(path.as_bytes());
-        let path_escaped = path_start..w.out.len();
-        let query_escaped = e.url_query.as_ref().map(|query| {
-            w.out.push(b'?');
-            let query_start = w.out.len();
-            w.text(query.as_bytes());
-            query_start..w.out.len()
-        });
-        w.out.push(b'"');
-        // Path and query again: their escaped text was just written, so it is copied
-        // rather than scanned a second time.
-        w.copied_string(b"\"path\":", path_escaped);
-        if let Some(query_escaped) = query_escaped {
-            w.copied_string(b"\"query\":", query_escaped);
-        }
-    } else {
-        w.string(b"\"query\":", e.url_query.as_deref());
+    // The web groups, absent from firewall events: tested before their objects are opened.
+    if e.http_method.is_some() || e.http_referrer.is_some() || e.http_status.is_some() || e.http_version.is_some() {
+        let http = w.open(b"\"http\":{");
+        let request = w.open(b"\"request\":{");
+        w.string(b"\"method\":", e.http_method.as_deref());
+        w.string(b"\"referrer\":", e.http_referrer.as_deref());
+        w.close(request);
+        let response = w.open(b"\"response\":{");
+        w.unsigned(b"\"status_code\":", e.http_status.map(u64::from));
+        w.close(response);
+        w.string(b"\"version\":", e.http_version.as_deref());
+        w.close(http);
     }
-    w.close(url);
 
-    let user_agent = w.open(b"\"user_agent\":{");
-    w.string(b"\"original\":", e.user_agent.as_deref());
-    w.close(user_agent);
+    if e.url_path.is_some() || e.url_query.is_some() {
+        let url = w.open(b"\"url\":{");
+        if let Some(path) = &e.url_path {
+            w.key(b"\"original\":");
+            w.out.push(b'"');
+            let path_start = w.out.len();
+            w.text(path.as_bytes());
+            let path_escaped = path_start..w.out.len();
+            let query_escaped = e.url_query.as_ref().map(|query| {
+                w.out.push(b'?');
+                let query_start = w.out.len();
+                w.text(query.as_bytes());
+                query_start..w.out.len()
+            });
+            w.out.push(b'"');
+            // Path and query again: their escaped text was just written, so it is copied
+            // rather than scanned a second time.
+            w.copied_string(b"\"path\":", path_escaped);
+            if let Some(query_escaped) = query_escaped {
+                w.copied_string(b"\"query\":", query_escaped);
+            }
+        } else {
+            w.string(b"\"query\":", e.url_query.as_deref());
+        }
+        w.close(url);
+    }
+
+    if let Some(agent) = e.user_agent.as_deref() {
+        let user_agent = w.open(b"\"user_agent\":{");
+        w.string(b"\"original\":", Some(agent));
+        w.close(user_agent);
+    }
 
     if e.observer_hostname.is_some() || e.observer_ingress_interface.is_some() {
         let observer = w.open(b"\"observer\":{");
