@@ -231,7 +231,7 @@ pub(crate) fn parse<'a>(line: &'a str, ctx: &ParseContext) -> Result<LineEvent<'
         };
         // Byte patterns: a few compares, where string patterns call `memcmp` per key. Only
         // an error is stored: writing a `Result` back for each of a line's ~15 pairs was a
-        // third of this closure.
+        // quarter of this closure's own time.
         match *key.as_bytes() {
             [b'I', b'N'] => ev.observer_ingress_interface = (!value.is_empty()).then_some(Cow::Borrowed(value)),
             [b'S', b'R', b'C'] => match ip(value) {

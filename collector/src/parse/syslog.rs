@@ -166,7 +166,7 @@ fn tag_token(token: &str) -> Option<(&str, Option<&str>)> {
 
 /// The time at the start of a BSD header and the blanks after it, read in place when it is
 /// `Mmm dd hh:mm:ss` (every RFC 3164 line): what the nom expression in [`bsd`] finds, without
-/// its combinators, a fifth of a firewall line's envelope. `None` for anything else, left to
+/// its combinators (a sixth of a firewall line's envelope). `None` for anything else, left to
 /// that expression to parse or to report.
 fn bsd_time_and_blanks<'a>(input: &'a str, ctx: &ParseContext) -> Option<(&'a str, (Timestamp, i32))> {
     let (rest, date, time) = bsd_time_in_place(input)?;

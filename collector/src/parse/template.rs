@@ -150,8 +150,9 @@ pub(crate) enum Item {
 #[derive(Debug, Clone)]
 pub(crate) struct Template {
     items: Vec<Item>,
-    /// For each field item, its number among the fields: where its span is kept (literals
-    /// have none, and a span per item spilled `combined`'s 18 items to the heap per line).
+    /// For each item, how many fields come before it: a field's span is kept at that index
+    /// (literals have none; a span per item spilled `combined`'s 18 items to the heap on
+    /// every line).
     slots: Vec<usize>,
     fields: usize,
     dataset: &'static str,
