@@ -486,7 +486,7 @@ fn hex_groups(text: &[u8]) -> Option<std::net::Ipv6Addr> {
 /// numbers up to 255 separated by dots, no leading zero), read in one pass; `None` for
 /// anything else, which then goes to that parser. Nearly every address in a log is such a
 /// quad, and the general parser tries IPv4 then IPv6 with more checks per byte.
-pub(crate) fn dotted_quad(text: &[u8]) -> Option<std::net::Ipv4Addr> {
+fn dotted_quad(text: &[u8]) -> Option<std::net::Ipv4Addr> {
     let digit = |at: usize| text.get(at).map(|b| b.wrapping_sub(b'0')).filter(|d| *d < 10);
     let mut octets = [0u8; 4];
     let mut at = 0;
@@ -539,6 +539,18 @@ pub(crate) fn port(text: &str) -> Option<u16> {
         }
     }
     Some(value as u16)
+}
+
+/// A client written as an address with an optional port (`ip`, `ip:port`, `[v6]:port`, a
+/// bare IPv6 address): the address, when the host part is one, and the port. A bare IPv4
+/// address (nearly every access line) is read before any search for a port: what the split
+/// finds of it is the whole text and no port.
+pub(crate) fn address_and_port(text: &str) -> (Option<IpAddr>, Option<u16>) {
+    if let Some(v4) = dotted_quad(text.as_bytes()) {
+        return (Some(IpAddr::V4(v4)), None);
+    }
+    let (host, port) = split_host_port(text);
+    (ip(host), port)
 }
 
 /// `host:port` or `[v6]:port` split into its parts; a bare IPv6 address has no port.
@@ -728,6 +740,15 @@ mod tests {
             }
             let std_ip: Option<IpAddr> = text.split('%').next().unwrap_or("").parse().ok();
             proptest::prop_assert_eq!(ip(&text), std_ip);
+        }
+    }
+
+    proptest::proptest! {
+        /// Any client text: the address and port the split and the address parser find.
+        #[test]
+        fn address_and_port_is_the_split_then_the_address(text in r"\[?[0-9a-f.:]{0,20}\]?(:[0-9]{1,6})?") {
+            let (host, port) = split_host_port(&text);
+            proptest::prop_assert_eq!(address_and_port(&text), (ip(host), port));
         }
     }
 

@@ -14,7 +14,7 @@ use nom::combinator::{all_consuming, opt, rest};
 use nom::error::context;
 
 use super::FormatError;
-use super::common::{self, PErr, ParseError, ip, split_host_port, unescape};
+use super::common::{self, PErr, ParseError, address_and_port, unescape};
 use super::template::{Field, Item, Template};
 use super::{ParseContext, syslog};
 use crate::{Category, Event};
@@ -186,9 +186,7 @@ pub(crate) fn parse_error_log(line: &str, ctx: &ParseContext) -> Result<Event, P
     let message = ev.message.clone().unwrap_or_default();
     // Context nginx appends after the message: `, client: 1.2.3.4, server: x, request: "GET / HTTP/1.1"`.
     if let Some(client) = context_value(&message, ", client: ") {
-        let (host, port) = split_host_port(client);
-        ev.source_ip = ip(host);
-        ev.source_port = port;
+        (ev.source_ip, ev.source_port) = address_and_port(client);
     }
     ev.observer_hostname =
         context_value(&message, ", server: ").filter(|server| !server.is_empty()).or(host).map(str::to_owned);

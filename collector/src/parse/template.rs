@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use smallvec::SmallVec;
 
 use super::ParseContext;
-use super::common::{self, ParseError, dash_none, ip, split_host_port, unescape};
+use super::common::{self, ParseError, address_and_port, dash_none, ip, unescape};
 use crate::Category;
 use crate::event::LineEvent;
 
@@ -553,14 +553,8 @@ fn apply<'a>(
     match field {
         Field::ClientHost => {
             if let Some(t) = dash_none(text) {
-                // Nearly always a bare IPv4 address: read before looking for a port (what
-                // the split then finds of such an address: no port, the whole text).
-                if let Some(v4) = common::dotted_quad(t.as_bytes()) {
-                    ev.source_ip = Some(std::net::IpAddr::V4(v4));
-                    return Ok(());
-                }
-                let (host, port) = split_host_port(t);
-                if let Some(addr) = ip(host) {
+                let (addr, port) = address_and_port(t);
+                if let Some(addr) = addr {
                     ev.source_ip = Some(addr);
                     if port.is_some() {
                         ev.source_port = port;
