@@ -92,8 +92,9 @@ fn progress_bar(size: u64, path: &Path) -> indicatif::ProgressBar {
 struct Rendered {
     json: Vec<u8>,
     summary: Summary,
-    /// The current line's event id, in a buffer reused from line to line.
-    id: collector::EventId,
+    /// The current line's event id, as the JSON writer puts it: the file's name escaped once
+    /// per chunk, the line number per line.
+    id: Option<collector::JsonId>,
 }
 
 /// JSON buffers of chunks already written, emptied, for the next chunks: a fresh buffer per
@@ -108,11 +109,7 @@ impl Default for Rendered {
     /// of log lines), so the buffer is not copied over and over as it grows.
     fn default() -> Self {
         let spare = SPARE_JSON.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
-        Rendered {
-            json: spare.unwrap_or_else(|| Vec::with_capacity(1 << 20)),
-            summary: Summary::default(),
-            id: collector::EventId::default(),
-        }
+        Rendered { json: spare.unwrap_or_else(|| Vec::with_capacity(1 << 20)), summary: Summary::default(), id: None }
     }
 }
 
@@ -144,8 +141,9 @@ fn parse_stream(
         reader,
         |acc: &mut Rendered, n, line| {
             acc.summary.lines += 1;
-            acc.id.set_at(name, n);
-            match parser.parse_to_ecs_json(line, ctx, acc.id.as_str(), &mut acc.json) {
+            let id = acc.id.get_or_insert_with(|| collector::JsonId::new(name));
+            id.set_line(n);
+            match parser.parse_to_ecs_json(line, ctx, id, &mut acc.json) {
                 Ok(()) => {
                     acc.summary.parsed += 1;
                 }

@@ -46,12 +46,14 @@ fn bench_format(c: &mut Criterion, group: &str, lines: &[String], formats: &[(&s
             })
         });
         let mut json = Vec::with_capacity(4 * bytes);
+        let mut id = collector::JsonId::new("bench");
+        id.set_line(1);
         group.bench_function(format!("{name}_json"), |b| {
             b.iter(|| {
                 json.clear();
                 let mut ok = 0usize;
                 for line in lines {
-                    ok += usize::from(parser.parse_to_ecs_json(black_box(line), &ctx, "bench:1", &mut json).is_ok());
+                    ok += usize::from(parser.parse_to_ecs_json(black_box(line), &ctx, &id, &mut json).is_ok());
                 }
                 ok
             })

@@ -203,7 +203,8 @@ impl Event {
 mod json;
 mod line;
 
-pub(crate) use json::write as write_ecs_json;
+pub use json::JsonId;
+pub(crate) use json::write_with_id as write_ecs_json_with_id;
 pub use line::LineEvent;
 
 /// The nested ECS shape of an [`Event`], borrowed from it field by field.

@@ -19,7 +19,7 @@ pub use duration::{DURATION_HINT, parse_duration};
 pub use enrich::{
     EnrichError, Enricher, GeoInfo, GeoIp, GeoIpConfig, RoleMap, SchoolEntry, Schools, run_geoip_reloader,
 };
-pub use event::{Category, Event, EventId, LineEvent};
+pub use event::{Category, Event, EventId, JsonId, LineEvent};
 pub use normalize::{Normalizer, run_normalize};
 pub use pipe::{AckStatus, AckToken, AckWaiter, Batch, RawRecord};
 pub use probe::{CertificateInfo, DemoEnt, HttpCheck, Probe, ProbeKind, ProbeResult, run_probe};

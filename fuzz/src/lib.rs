@@ -29,7 +29,9 @@ fn check_with(parser: &Parser, data: &[u8]) {
     let ctx = context();
     // What `vigie parse` writes, without an owned event: the owned event's JSON, or its error.
     let mut fast = Vec::new();
-    let written = parser.parse_to_ecs_json(&line, &ctx, "fuzz:1", &mut fast);
+    let mut id = collector::JsonId::new("fuzz");
+    id.set_line(1);
+    let written = parser.parse_to_ecs_json(&line, &ctx, &id, &mut fast);
     match parser.parse(&line, &ctx) {
         Ok(mut event) => {
             let json = event.to_ecs_json();

@@ -25,6 +25,41 @@ use crate::parse::civil_from_days;
 /// Appends `event`'s nested ECS document (no trailing newline) to `out`: what
 /// [`super::Event::write_ecs_json`] writes of the event [`LineEvent::into_event`] makes.
 pub(crate) fn write(event: &LineEvent<'_>, out: &mut Vec<u8>) {
+    write_with_id(event, None, out);
+}
+
+/// An event id `<source>:<line>` as the writer puts it in a document: the source escaped once
+/// (per file), the line number appended per line. Formatting the id into a string and then
+/// escaping it cost two percent of a parsed line.
+#[derive(Debug, Clone)]
+pub struct JsonId {
+    /// The escaped source and its colon, then the current line number.
+    escaped: Vec<u8>,
+    /// Where the line number starts.
+    prefix: usize,
+}
+
+impl JsonId {
+    /// The ids of `source`'s lines (line 0 until [`JsonId::set_line`]).
+    pub fn new(source: &str) -> Self {
+        let mut escaped = Vec::with_capacity(source.len() + 21);
+        escape(&mut escaped, source.as_bytes());
+        escaped.push(b':');
+        let prefix = escaped.len();
+        let mut id = JsonId { escaped, prefix };
+        id.set_line(0);
+        id
+    }
+
+    /// Makes this the id of line `line`: `<source>:<line>`, as [`crate::EventId::at`] makes it.
+    pub fn set_line(&mut self, line: u64) {
+        self.escaped.truncate(self.prefix);
+        self.escaped.extend_from_slice(itoa::Buffer::new().format(line).as_bytes());
+    }
+}
+
+/// [`write`], with `event.id` replaced by `id` when there is one.
+pub(crate) fn write_with_id(event: &LineEvent<'_>, id: Option<&JsonId>, out: &mut Vec<u8>) {
     let e = event;
     let mut w = Writer { out, first: true, original: Original::default() };
     w.out.push(b'{');
@@ -34,7 +69,14 @@ pub(crate) fn write(event: &LineEvent<'_>, out: &mut Vec<u8>) {
     w.out.push(b'"');
 
     let event = w.open(b"\"event\":{");
-    w.string(b"\"id\":", Some(&e.id));
+    match id {
+        Some(id) => {
+            w.key(b"\"id\":\"");
+            w.out.extend_from_slice(&id.escaped);
+            w.out.push(b'"');
+        }
+        None => w.string(b"\"id\":", Some(&e.id)),
+    }
     w.string(b"\"dataset\":", Some(&e.dataset));
     // Constants with nothing to escape.
     w.key(b"\"category\":");
@@ -814,6 +856,24 @@ mod tests {
             let mut owned = Vec::new();
             event.into_event().write_ecs_json(&mut owned);
             proptest::prop_assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(owned).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_json_id_writes_what_the_event_id_writes() {
+        let event = LineEvent { original: "x".into(), ..LineEvent::default() };
+        for source in ["web", "/var/log/apache2/access.log", "a \"quoted\" name\\", "tab\tand é", ""] {
+            let mut id = JsonId::new(source);
+            for line in [0, 1, 7, 10_000, u64::MAX] {
+                id.set_line(line);
+                let mut fast = Vec::new();
+                write_with_id(&event, Some(&id), &mut fast);
+                let with_id =
+                    LineEvent { id: crate::EventId::at(source, line).as_str().to_owned().into(), ..event.clone() };
+                let mut owned = Vec::new();
+                write(&with_id, &mut owned);
+                assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(owned).unwrap(), "{source} {line}");
+            }
         }
     }
 

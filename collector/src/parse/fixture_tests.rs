@@ -464,7 +464,9 @@ mod json_without_an_owned_event {
 
     fn check(parser: &Parser, line: &str, ctx: &ParseContext) {
         let mut fast = b"kept".to_vec();
-        let written = parser.parse_to_ecs_json(line, ctx, "web:7", &mut fast);
+        let mut id = crate::JsonId::new("web");
+        id.set_line(7);
+        let written = parser.parse_to_ecs_json(line, ctx, &id, &mut fast);
         match parser.parse(line, ctx) {
             Ok(mut event) => {
                 event.id = EventId::at("web", 7);

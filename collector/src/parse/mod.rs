@@ -28,8 +28,6 @@ pub use common::ParseError;
 pub(crate) use common::civil_from_days;
 pub use parallel::lines_in_order;
 
-use std::borrow::Cow;
-
 use crate::Event;
 use crate::event::LineEvent;
 use template::Template;
@@ -186,12 +184,11 @@ impl Parser {
         &self,
         line: &str,
         ctx: &ParseContext,
-        id: &str,
+        id: &crate::JsonId,
         out: &mut Vec<u8>,
     ) -> Result<(), ParseError> {
-        let mut event = self.parse_line(line, ctx)?;
-        event.id = Cow::Borrowed(id);
-        crate::event::write_ecs_json(&event, out);
+        let event = self.parse_line(line, ctx)?;
+        crate::event::write_ecs_json_with_id(&event, Some(id), out);
         Ok(())
     }
 
@@ -239,6 +236,7 @@ pub(crate) fn test_context(tz: &str) -> ParseContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
 
     #[test]
     fn parser_is_send_and_sync() {
