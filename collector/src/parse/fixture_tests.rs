@@ -128,21 +128,25 @@ fn every_real_apache_line_parses_as_combined() {
 }
 
 /// The real lines go through the dedicated `combined` pass, all but the three with a
-/// backslash, and it builds what the general search builds.
+/// backslash, and it builds what the general search builds; Nginx's `combined` reads them
+/// the same way (their identd field is `-`).
 #[test]
 fn real_apache_lines_take_the_clf_pass() {
-    let template = super::apache::compile(super::apache::COMBINED).unwrap();
     let ctx = ctx_utc("2025-04-07T12:30:00Z");
-    let mut taken = 0;
-    for line in read_lines("real/apache_combined_semicomplete_2015.log") {
-        if let Some(ev) = template.parse_clf(&line, &ctx) {
-            assert_eq!(Ok(ev), template.parse_general(&line, &ctx), "{line}");
-            taken += 1;
-        } else {
-            assert!(line.contains('\\'), "left to the general search: {line}");
+    let lines = read_lines("real/apache_combined_semicomplete_2015.log");
+    for template in [super::apache::compile(super::apache::COMBINED), super::nginx::compile(super::nginx::COMBINED)] {
+        let template = template.unwrap();
+        let mut taken = 0;
+        for line in &lines {
+            if let Some(ev) = template.parse_clf(line, &ctx) {
+                assert_eq!(Ok(ev), template.parse_general(line, &ctx), "{line}");
+                taken += 1;
+            } else {
+                assert!(line.contains('\\'), "left to the general search: {line}");
+            }
         }
+        assert_eq!(taken, 10_000 - 3);
     }
-    assert_eq!(taken, 10_000 - 3);
 }
 
 const APACHE_DIR: &str = "peer/elastic-integrations/apache/data_stream/access/_dev/test/pipeline";

@@ -165,10 +165,14 @@ pub(crate) struct Template {
 enum Shape {
     /// Any other template: the general search only.
     General,
-    /// `%h %l %u %t "%r" %>s %b`.
+    /// Apache's `%h %l %u %t "%r" %>s %b`.
     Common,
-    /// `common` then ` "%{Referer}i" "%{User-Agent}i"`.
+    /// Apache's `common` then ` "%{Referer}i" "%{User-Agent}i"`.
     Combined,
+    /// Nginx's `combined`: `$remote_addr - $remote_user [$time_local] "$request" $status
+    /// $body_bytes_sent "$http_referer" "$http_user_agent"`, the same bytes as Apache's when
+    /// the identd field is `-` (which Nginx writes as a literal).
+    NginxCombined,
 }
 
 impl Shape {
@@ -189,14 +193,29 @@ impl Shape {
             && field(10, Field::Status)
             && literal(11, " ")
             && field(12, Field::BytesBody);
-        let combined = literal(13, " \"")
-            && field(14, Field::Referrer)
-            && literal(15, "\" \"")
-            && field(16, Field::UserAgent)
-            && literal(17, "\"");
+        let quoted_pair = |at: usize| {
+            literal(at, " \"")
+                && field(at + 1, Field::Referrer)
+                && literal(at + 2, "\" \"")
+                && field(at + 3, Field::UserAgent)
+                && literal(at + 4, "\"")
+        };
+        let nginx = field(0, Field::ClientHost)
+            && literal(1, " - ")
+            && field(2, Field::User)
+            && literal(3, " [")
+            && field(4, Field::TimeClf)
+            && literal(5, "] \"")
+            && field(6, Field::Request)
+            && literal(7, "\" ")
+            && field(8, Field::Status)
+            && literal(9, " ")
+            && field(10, Field::BytesBody)
+            && quoted_pair(11);
         match items.len() {
             13 if common => Shape::Common,
-            18 if common && combined => Shape::Combined,
+            18 if common && quoted_pair(13) => Shape::Combined,
+            16 if nginx => Shape::NginxCombined,
             _ => Shape::General,
         }
     }
@@ -300,7 +319,8 @@ impl Template {
         self.parse_general(line, ctx)
     }
 
-    /// The event of a `common` or `combined` line read by hand, field after field: what
+    /// The event of a `common` or `combined` line (Apache's, or Nginx's) read by hand, field
+    /// after field: what
     /// [`Template::parse_general`] builds, at half its cost (its search and its per-field
     /// dispatch serve every template). `None` wherever the general search might see the
     /// line otherwise: a backslash (an escape to undo or to skip), a blank that is not a
@@ -327,8 +347,12 @@ impl Template {
             Some(&text[start..end])
         };
         let host = token()?;
-        token()?;
+        let ident = token()?;
         let user = token()?;
+        // Nginx writes the identd field as a literal `-`.
+        if self.shape == Shape::NginxCombined && ident != "-" {
+            return None;
+        }
         // `[10/Oct/2000:13:55:36 -0700] "`: the fixed shape only, whose first ` "` is the one
         // after the bracket.
         let time = bytes.get(pos..pos + CLF_BRACKETED + 2)?;
@@ -352,7 +376,7 @@ impl Template {
         let status = &text[pos..status_end];
         pos = status_end + 1;
         let size_end = match self.shape {
-            Shape::Combined => {
+            Shape::Combined | Shape::NginxCombined => {
                 let space = pos + bytes[pos..].iter().position(|&b| b == b' ')?;
                 (bytes.get(space + 1) == Some(&b'"')).then_some(space)?
             }
@@ -370,7 +394,7 @@ impl Template {
             timestamp: ctx.now,
             ..LineEvent::default()
         };
-        if self.shape == Shape::Combined {
+        if self.shape != Shape::Common {
             // `"%{Referer}i" "%{User-Agent}i"`: each up to the first quote, the referrer's
             // followed by ` "`, the user agent's ending the line.
             pos = size_end + 2;
@@ -1025,18 +1049,23 @@ mod tests {
         assert_eq!((ev.url_path.as_deref(), ev.http_version.as_deref()), (Some("/old"), None));
     }
 
-    /// The templates of [`Shape::Common`] and [`Shape::Combined`], and one of the general shape.
-    fn clf_templates() -> [Template; 3] {
+    /// The templates of [`Shape::Common`], [`Shape::Combined`] and [`Shape::NginxCombined`],
+    /// and one of the general shape.
+    fn clf_templates() -> [Template; 4] {
         let common = crate::parse::apache::compile(crate::parse::apache::COMMON).unwrap();
         let combined = crate::parse::apache::compile(crate::parse::apache::COMBINED).unwrap();
+        let nginx = crate::parse::nginx::compile(crate::parse::nginx::COMBINED).unwrap();
         let vhost = crate::parse::apache::compile(crate::parse::apache::VHOST_COMBINED).unwrap();
-        [common, combined, vhost]
+        [common, combined, nginx, vhost]
     }
 
     #[test]
     fn the_clf_presets_have_their_shape() {
-        let [common, combined, vhost] = clf_templates();
-        assert_eq!((common.shape, combined.shape, vhost.shape), (Shape::Common, Shape::Combined, Shape::General));
+        let [common, combined, nginx, vhost] = clf_templates();
+        assert_eq!(
+            (common.shape, combined.shape, nginx.shape, vhost.shape),
+            (Shape::Common, Shape::Combined, Shape::NginxCombined, Shape::General)
+        );
         // The same format written by hand (other header case) is recognised too.
         let custom =
             crate::parse::apache::compile(r#"%h %l %u %t "%r" %>s %b "%{referer}i" "%{user-agent}i""#).unwrap();
@@ -1047,7 +1076,7 @@ mod tests {
 
     #[test]
     fn the_clf_pass_reads_ordinary_lines_and_leaves_the_odd_ones() {
-        let [common, combined, _] = clf_templates();
+        let [common, combined, nginx, _] = clf_templates();
         let line = r#"192.0.2.7 - jean.dupont [07/Apr/2025:14:30:00 +0200] "GET /blog/article/12?x=1 HTTP/1.1" 200 512 "-" "Mozilla/5.0 (X11)""#;
         let ev = combined.parse_clf(line, &ctx()).expect("an ordinary line takes the pass");
         assert_eq!(ev.source_ip, Some("192.0.2.7".parse().unwrap()));
@@ -1057,7 +1086,13 @@ mod tests {
         assert_eq!((ev.url_path.as_deref(), ev.url_query.as_deref()), (Some("/blog/article/12"), Some("x=1")));
         assert_eq!((ev.http_status, ev.destination_bytes), (Some(200), Some(512)));
         assert_eq!((ev.http_referrer.as_deref(), ev.user_agent.as_deref()), (None, Some("Mozilla/5.0 (X11)")));
-        assert_eq!(Ok(ev), combined.parse_general(line, &ctx()));
+        assert_eq!(Ok(ev.clone()), combined.parse_general(line, &ctx()));
+        // Nginx's `combined` is the same line, with its own dataset.
+        let from_nginx = nginx.parse_clf(line, &ctx()).expect("Nginx's combined takes the pass");
+        assert_eq!(from_nginx, LineEvent { dataset: "nginx.access".into(), ..ev });
+        assert_eq!(Ok(from_nginx), nginx.parse_general(line, &ctx()));
+        let with_ident = line.replacen(" - ", " ident ", 1);
+        assert_eq!(nginx.parse_clf(&with_ident, &ctx()), None);
         let common_line = r#"::1 - - [07/Apr/2025:14:30:00 +0200] "-" 408 -"#;
         let ev = common.parse_clf(common_line, &ctx()).expect("a 408 line takes the pass");
         assert_eq!((ev.http_method, ev.http_status, ev.destination_bytes), (None, Some(408), None));
@@ -1142,7 +1177,7 @@ mod tests {
     fn the_clf_pass_builds_what_the_general_search_builds() {
         use proptest::strategy::{Strategy, ValueTree};
         use proptest::test_runner::{Config, TestRng, TestRunner};
-        let [common, combined, _] = clf_templates();
+        let [common, combined, nginx, _] = clf_templates();
         let mut runner =
             TestRunner::new_with_rng(Config::default(), TestRng::deterministic_rng(Config::default().rng_algorithm));
         let lines = clf_like_line();
@@ -1153,7 +1188,7 @@ mod tests {
             // `combined` ones and truncates fields.
             let cuts = line.match_indices(['"', ' ']).map(|(at, _)| at).chain([line.len()]);
             for text in cuts.map(|at| &line[..at]) {
-                for template in [&common, &combined] {
+                for template in [&common, &combined, &nginx] {
                     match template.parse_clf(text, &ctx()) {
                         Some(ev) => {
                             taken += 1;
