@@ -175,48 +175,62 @@ enum Shape {
     NginxCombined,
 }
 
+/// One item a [`Shape`] expects: a literal, or a field (whatever its directive).
+enum Want {
+    L(&'static str),
+    F(Field),
+}
+
 impl Shape {
     /// The shape of merged template items.
     fn of(items: &[Item]) -> Shape {
-        let literal = |i: usize, text: &str| matches!(items.get(i), Some(Item::Literal(l)) if l == text);
-        let field = |i: usize, want: Field| matches!(items.get(i), Some(Item::Field(f, _)) if *f == want);
-        let common = field(0, Field::ClientHost)
-            && literal(1, " ")
-            && field(2, Field::IgnoreToken)
-            && literal(3, " ")
-            && field(4, Field::User)
-            && literal(5, " ")
-            && field(6, Field::TimeClfBracketed)
-            && literal(7, " \"")
-            && field(8, Field::Request)
-            && literal(9, "\" ")
-            && field(10, Field::Status)
-            && literal(11, " ")
-            && field(12, Field::BytesBody);
-        let quoted_pair = |at: usize| {
-            literal(at, " \"")
-                && field(at + 1, Field::Referrer)
-                && literal(at + 2, "\" \"")
-                && field(at + 3, Field::UserAgent)
-                && literal(at + 4, "\"")
+        use Field::*;
+        use Want::{F, L};
+        let common = [
+            F(ClientHost),
+            L(" "),
+            F(IgnoreToken),
+            L(" "),
+            F(User),
+            L(" "),
+            F(TimeClfBracketed),
+            L(" \""),
+            F(Request),
+            L("\" "),
+            F(Status),
+            L(" "),
+            F(BytesBody),
+        ];
+        let quoted_pair = [L(" \""), F(Referrer), L("\" \""), F(UserAgent), L("\"")];
+        let nginx = [
+            F(ClientHost),
+            L(" - "),
+            F(User),
+            L(" ["),
+            F(TimeClf),
+            L("] \""),
+            F(Request),
+            L("\" "),
+            F(Status),
+            L(" "),
+            F(BytesBody),
+        ];
+        let is = |wanted: &[&[Want]]| {
+            let mut items = items.iter();
+            wanted.iter().flat_map(|part| part.iter()).all(|want| match (items.next(), want) {
+                (Some(Item::Literal(l)), L(w)) => l == w,
+                (Some(Item::Field(f, _)), F(w)) => f == w,
+                _ => false,
+            }) && items.next().is_none()
         };
-        let nginx = field(0, Field::ClientHost)
-            && literal(1, " - ")
-            && field(2, Field::User)
-            && literal(3, " [")
-            && field(4, Field::TimeClf)
-            && literal(5, "] \"")
-            && field(6, Field::Request)
-            && literal(7, "\" ")
-            && field(8, Field::Status)
-            && literal(9, " ")
-            && field(10, Field::BytesBody)
-            && quoted_pair(11);
-        match items.len() {
-            13 if common => Shape::Common,
-            18 if common && quoted_pair(13) => Shape::Combined,
-            16 if nginx => Shape::NginxCombined,
-            _ => Shape::General,
+        if is(&[&common]) {
+            Shape::Common
+        } else if is(&[&common, &quoted_pair]) {
+            Shape::Combined
+        } else if is(&[&nginx, &quoted_pair]) {
+            Shape::NginxCombined
+        } else {
+            Shape::General
         }
     }
 }
