@@ -80,7 +80,6 @@ impl Field {
     /// Whether `text` could be this field's value; used to steer the backtracking search.
     /// For a time field the parsed instant comes back too, so that it is not parsed twice.
     fn plausible(&self, text: &str) -> Plausible {
-        let digits = |t: &str| t == "-" || (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
         let decimal = |t: &str| {
             t == "-"
                 || (!t.is_empty()
@@ -104,7 +103,7 @@ impl Field {
             | Field::DurationMillis
             | Field::DurationSeconds
             | Field::TimeEpochMillis
-            | Field::TimeEpochMicros => yes(digits(text)),
+            | Field::TimeEpochMicros => yes(digits_or_dash(text)),
             Field::DurationSecondsFrac | Field::TimeEpochSeconds => yes(decimal(text)),
             Field::ClientHost
             | Field::ServerIp
@@ -397,17 +396,10 @@ impl Template {
             _ => bytes.len(),
         };
         let size = &text[pos..size_end];
-        let digits = |t: &str| t == "-" || (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
-        if !digits(status) || !digits(size) {
+        if !digits_or_dash(status) || !digits_or_dash(size) {
             return None;
         }
-        let mut ev = LineEvent {
-            dataset: Cow::Borrowed(self.dataset),
-            category: Category::Web,
-            original: Cow::Borrowed(line),
-            timestamp: ctx.now,
-            ..LineEvent::default()
-        };
+        let mut ev = self.empty_event(line, ctx);
         if self.shape != Shape::Common {
             // `"%{Referer}i" "%{User-Agent}i"`: each up to the first quote, the referrer's
             // followed by ` "`, the user agent's ending the line.
@@ -442,6 +434,18 @@ impl Template {
         Some(ev)
     }
 
+    /// The event of `line` before any field is applied: this template's dataset, the line, and
+    /// `now` until a time field says otherwise.
+    fn empty_event<'a>(&self, line: &'a str, ctx: &ParseContext) -> LineEvent<'a> {
+        LineEvent {
+            dataset: Cow::Borrowed(self.dataset),
+            category: Category::Web,
+            original: Cow::Borrowed(line),
+            timestamp: ctx.now,
+            ..LineEvent::default()
+        }
+    }
+
     /// [`Template::parse`] by the general search.
     pub(super) fn parse_general<'a>(&self, line: &'a str, ctx: &ParseContext) -> Result<LineEvent<'a>, ParseError> {
         let text = line.trim_end_matches(['\r', '\n']);
@@ -468,13 +472,7 @@ impl Template {
             let (pos, expected) = search.furthest;
             return Err(ParseError::at(self.dataset, text, pos, expected));
         }
-        let mut ev = LineEvent {
-            dataset: Cow::Borrowed(self.dataset),
-            category: Category::Web,
-            original: Cow::Borrowed(line),
-            timestamp: ctx.now,
-            ..LineEvent::default()
-        };
+        let mut ev = self.empty_event(line, ctx);
         let mut body_bytes = None;
         let mut sent_bytes = None;
         // A line without a backslash has no escape to undo in any field: one search of the
@@ -711,6 +709,11 @@ impl Iterator for Occurrences<'_> {
 #[inline(always)]
 fn has_prefix(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.len() >= needle.len() && haystack.iter().zip(needle).all(|(a, b)| a == b)
+}
+
+/// Whether `text` is `-` or decimal digits: what a numeric field may hold.
+fn digits_or_dash(text: &str) -> bool {
+    text == "-" || (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn describe(field: &Field, directive: &str) -> String {
